@@ -1,0 +1,23 @@
+"""Type aliases shared across the package."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from tether._models import Request, Response
+
+__all__ = ["SecretLike", "Send", "reveal"]
+
+#: The next link of the pipeline: takes the request, gives the response.
+Send: TypeAlias = "Callable[[Request], Awaitable[Response]]"
+
+#: A secret given by the caller: kept as `SecretStr` so no repr ever shows it.
+SecretLike: TypeAlias = str | SecretStr
+
+
+def reveal(secret: SecretLike) -> str:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret

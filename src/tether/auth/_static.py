@@ -1,0 +1,123 @@
+"""Credentials that are fixed strings: API keys, bearer tokens, basic auth, custom headers."""
+
+from __future__ import annotations
+
+import base64
+import string
+from typing import TYPE_CHECKING, Literal
+
+from tether._errors import ConfigError
+from tether._redact import Redactor
+from tether._types import SecretLike
+from tether.auth._base import StaticCredential, secret_value
+
+if TYPE_CHECKING:
+    from tether._models import Request
+
+__all__ = ["ApiKey", "Basic", "Bearer", "HeaderTemplate"]
+
+
+class ApiKey(StaticCredential):
+    """An API key sent in a header (`X-Api-Key: ...`) or a query parameter (`?appid=...`)."""
+
+    __slots__ = ("_value", "location", "name")
+
+    def __init__(
+        self, name: str, value: SecretLike, *, location: Literal["header", "query"] = "header"
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigError("ApiKey needs the header or parameter name that carries the key")
+        if location not in ("header", "query"):
+            raise ConfigError(f"ApiKey location must be 'header' or 'query', got {location!r}")
+        self.name = name
+        self.location = location
+        self._value = secret_value("ApiKey value", value)
+
+    def apply(self, request: Request) -> None:
+        value = self._value.get_secret_value()
+        if self.location == "header":
+            request.headers[self.name] = value
+            return
+        params = request.params
+        if params is None:
+            request.params = [(self.name, value)]
+        elif not any(name == self.name for name, _ in params):
+            params.append((self.name, value))
+
+    def redactor(self) -> Redactor:
+        secret = self._value.get_secret_value()
+        if self.location == "header":
+            return Redactor(headers=[self.name], secrets=[secret])
+        return Redactor(params=[self.name], secrets=[secret])
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.name!r}, {self._value!r}, location={self.location!r})"
+
+
+class Bearer(StaticCredential):
+    """`Authorization: Bearer <token>` (RFC 6750 §2.1)."""
+
+    __slots__ = ("_header", "_token")
+
+    def __init__(self, token: SecretLike) -> None:
+        self._token = secret_value("Bearer token", token)
+        self._header = f"Bearer {self._token.get_secret_value()}"
+
+    def apply(self, request: Request) -> None:
+        request.headers["Authorization"] = self._header
+
+    def redactor(self) -> Redactor:
+        return Redactor(secrets=[self._token.get_secret_value()])
+
+    def __repr__(self) -> str:
+        return f"Bearer({self._token!r})"
+
+
+class Basic(StaticCredential):
+    """`Authorization: Basic ...` (RFC 7617)."""
+
+    __slots__ = ("_encoded", "_password", "username")
+
+    def __init__(self, username: str, password: SecretLike) -> None:
+        if ":" in username:
+            # RFC 7617 §2: the user-id cannot contain a colon; the server would split it wrong.
+            raise ConfigError("Basic auth username must not contain ':'")
+        self.username = username
+        self._password = secret_value("Basic password", password)
+        pair = f"{username}:{self._password.get_secret_value()}".encode()
+        self._encoded = base64.b64encode(pair).decode("ascii")
+
+    def apply(self, request: Request) -> None:
+        request.headers["Authorization"] = f"Basic {self._encoded}"
+
+    def redactor(self) -> Redactor:
+        return Redactor(secrets=[self._password.get_secret_value(), self._encoded])
+
+    def __repr__(self) -> str:
+        return f"Basic({self.username!r}, {self._password!r})"
+
+
+class HeaderTemplate(StaticCredential):
+    """A custom scheme: `HeaderTemplate("Authorization", "Zoho-oauthtoken {token}", token)`."""
+
+    __slots__ = ("_token", "_value", "header", "template")
+
+    def __init__(self, header: str, template: str, token: SecretLike) -> None:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        if fields != {"token"}:
+            raise ConfigError(
+                f"HeaderTemplate template must contain exactly the field {{token}}, got {template!r}"
+            )
+        self.header = header
+        self.template = template
+        self._token = secret_value("HeaderTemplate token", token)
+        self._value = template.format(token=self._token.get_secret_value())
+
+    def apply(self, request: Request) -> None:
+        request.headers[self.header] = self._value
+
+    def redactor(self) -> Redactor:
+        return Redactor(headers=[self.header], secrets=[self._token.get_secret_value()])
+
+    def __repr__(self) -> str:
+        return f"HeaderTemplate({self.header!r}, {self.template!r}, {self._token!r})"
