@@ -85,7 +85,12 @@ async def tether_client(url: str, total: int, concurrency: int) -> float:
 async def httpx_tenacity_aiolimiter(url: str, total: int, concurrency: int) -> float:
     import httpx
     from aiolimiter import AsyncLimiter
-    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        wait_random_exponential,
+    )
 
     limiter = AsyncLimiter(10_000_000, 1)  # never binding: measures its overhead only
     async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
@@ -201,7 +206,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, run in contenders.items():
                 best[name] = max(best[name], asyncio.run(run(url, args.requests, args.concurrency)))
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, best of {args.rounds} rounds")
+        print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, best of {args.rounds} rounds"
+        )
         table(
             f"async: {args.requests} GETs, {args.concurrency} concurrent",
             best,

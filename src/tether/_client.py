@@ -253,7 +253,7 @@ class Client:
         json: Any = None,
         data: Mapping[str, Any] | None = None,
         content: bytes | str | Content = None,
-        timeout: Timeout | float | None | UseClientDefault = USE_CLIENT_DEFAULT,
+        timeout: Timeout | float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> Request:
         """The `Request` a call would send, before auth and retries; no I/O."""
         if self._state is ClientState.CLOSED:
@@ -290,7 +290,7 @@ class Client:
         self,
         request: Request,
         *,
-        retry: Retry | None | UseClientDefault = USE_CLIENT_DEFAULT,
+        retry: Retry | UseClientDefault | None = USE_CLIENT_DEFAULT,
         raise_for_status: bool | None = None,
     ) -> Response:
         """Send a built request through the pipeline."""
@@ -317,13 +317,19 @@ class Client:
         json: Any = None,
         data: Mapping[str, Any] | None = None,
         content: bytes | str | Content = None,
-        timeout: Timeout | float | None | UseClientDefault = USE_CLIENT_DEFAULT,
-        retry: Retry | None | UseClientDefault = USE_CLIENT_DEFAULT,
+        timeout: Timeout | float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        retry: Retry | UseClientDefault | None = USE_CLIENT_DEFAULT,
         raise_for_status: bool | None = None,
     ) -> Response:
         """Send one request; every client option except the transport can be overridden here."""
         request = self.build_request(
-            method, url, params=params, headers=headers, json=json, data=data, content=content,
+            method,
+            url,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            content=content,
             timeout=timeout,
         )
         return await self.send(request, retry=retry, raise_for_status=raise_for_status)
@@ -523,4 +529,3 @@ class SyncClient:
 
     def __repr__(self) -> str:
         return repr(self._client).replace("<Client", "<SyncClient", 1)
-

@@ -78,7 +78,9 @@ class RetryBudget:
 def _statuses(values: Iterable[int]) -> frozenset[int]:
     statuses = frozenset(values)
     for status in statuses:
-        if not isinstance(status, int) or not 100 <= status <= 599:
+        # Checked at run time too: configuration often comes from untyped TOML.
+        candidate: object = status
+        if not isinstance(candidate, int) or not 100 <= candidate <= 599:
             raise ConfigError(f"Retry.statuses holds {status!r}, not an HTTP status")
     return statuses
 
@@ -118,7 +120,9 @@ class Retry:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
             raise ConfigError(f"Retry.attempts must be an int, got {self.attempts!r}")
         if self.attempts < 1:
-            raise ConfigError(f"Retry.attempts counts the first try too, so must be >= 1, got {self.attempts}")
+            raise ConfigError(
+                f"Retry.attempts counts the first try too, so must be >= 1, got {self.attempts}"
+            )
         _positive("Retry.base_delay", self.base_delay, allow_none=False)
         _positive("Retry.max_delay", self.max_delay, allow_none=False)
         if self.max_retry_after < 0:

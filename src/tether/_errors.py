@@ -90,7 +90,7 @@ class ConnectError(RequestError):
     sent = False
 
 
-class TimeoutError(RequestError):  # noqa: A001 - the public name DESIGN.md fixes; tether.TimeoutError
+class TimeoutError(RequestError):
     """An attempt ran out of time."""
 
 
@@ -247,7 +247,7 @@ class WebhookVerificationReason(enum.StrEnum):
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     NO_MATCHING_SIGNATURE = "no_matching_signature"
     UNSUPPORTED_SCHEME = "unsupported_scheme"
-    BAD_SECRET = "bad_secret"
+    BAD_SECRET = "bad_secret"  # noqa: S105 - a reason code, not a password
 
 
 class WebhookVerificationError(TetherError):

@@ -28,9 +28,9 @@ class RetryEvent:
     error: BaseException | None
 
 
-RequestHook: TypeAlias = Callable[[Request], None | Awaitable[None]]
-ResponseHook: TypeAlias = Callable[[Response], None | Awaitable[None]]
-RetryHook: TypeAlias = Callable[[RetryEvent], None | Awaitable[None]]
+RequestHook: TypeAlias = Callable[[Request], Awaitable[None] | None]
+ResponseHook: TypeAlias = Callable[[Response], Awaitable[None] | None]
+RetryHook: TypeAlias = Callable[[RetryEvent], Awaitable[None] | None]
 
 
 _T = TypeVar("_T")
@@ -88,7 +88,9 @@ class Observer:
         delay: float | None = None,
     ) -> None:
         """One structured record per attempt: DEBUG when it succeeded, INFO when it failed."""
-        level = logging.DEBUG if error is None and (response is None or response.ok) else logging.INFO
+        level = (
+            logging.DEBUG if error is None and (response is None or response.ok) else logging.INFO
+        )
         if not logger.isEnabledFor(level):
             return
         url = request.redacted_url()
@@ -96,7 +98,9 @@ class Observer:
             outcome = f"{response.status} {response.reason}"
         else:
             outcome = type(error).__name__
-        message = f"{request.method} {url} -> {outcome} in {elapsed * 1000:.1f} ms (attempt {attempt})"
+        message = (
+            f"{request.method} {url} -> {outcome} in {elapsed * 1000:.1f} ms (attempt {attempt})"
+        )
         if retry_reason is not None:
             if delay is not None:
                 message += f"; retrying in {delay:.2f} s: {retry_reason}"

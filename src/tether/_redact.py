@@ -105,4 +105,7 @@ class Redactor:
 
     def __repr__(self) -> str:
         # The repr of the thing that hides secrets must not list them.
-        return f"Redactor(headers={sorted(self.headers)}, params={sorted(self.params)}, secrets={len(self.secrets)})"
+        return (
+            f"Redactor(headers={sorted(self.headers)}, params={sorted(self.params)}, "
+            f"secrets={len(self.secrets)})"
+        )

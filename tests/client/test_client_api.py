@@ -42,7 +42,9 @@ class TestUrls:
             await c.get(path)
         assert transport.requests[0].url == expected
 
-    @pytest.mark.parametrize("base", ["api.example.com", "ftp://x.example.com", "https://x.example.com/?a=1"])
+    @pytest.mark.parametrize(
+        "base", ["api.example.com", "ftp://x.example.com", "https://x.example.com/?a=1"]
+    )
     def test_bad_base_url(self, base: str) -> None:
         """A base URL that is not an absolute http(s) URL without query is refused."""
         with pytest.raises(tether.ConfigError):
@@ -103,7 +105,9 @@ class TestErrors:
             (418, tether.HTTPStatusError),
         ],
     )
-    async def test_one_class_per_status(self, status: int, cls: type[tether.HTTPStatusError]) -> None:
+    async def test_one_class_per_status(
+        self, status: int, cls: type[tether.HTTPStatusError]
+    ) -> None:
         """Each common status raises its own class, all under HTTPStatusError and TetherError."""
         c, _ = mock_client(
             lambda r: tether.Response(status, headers={"Request-Id": "req_42"}), retry=None
@@ -167,7 +171,7 @@ class TestJson:
 
 class TestHooks:
     async def test_hooks_fire_per_attempt(self) -> None:
-        """on_request and on_response fire for every attempt, on_retry for each retry; async hooks too."""
+        """on_request/on_response fire per attempt, on_retry per retry; async hooks work too."""
         answers = iter([tether.Response(503), tether.Response(200)])
         seen: list[str] = []
 
@@ -184,7 +188,11 @@ class TestHooks:
         async with c:
             await c.get("/x")
         assert seen == [
-            "request GET", "response 503", "retry 1 status 503 0.5", "request GET", "response 200",
+            "request GET",
+            "response 503",
+            "retry 1 status 503 0.5",
+            "request GET",
+            "response 200",
         ]
 
     async def test_attempt_log_records(self, caplog: pytest.LogCaptureFixture) -> None:
@@ -257,14 +265,13 @@ class TestSyncClient:
     def test_many_threads_share_one_client(self, server_thread: str) -> None:
         """Eight threads calling one SyncClient at once all get their answers."""
         with tether.SyncClient(server_thread) as client:
+
             def work(n: int) -> list[int]:
                 return [client.get_json("/echo", params={"n": n * 100 + i})["n"] for i in range(25)]
 
             with ThreadPoolExecutor(max_workers=8) as pool:
                 results = list(pool.map(work, range(8)))
-        assert [sorted(r) for r in results] == [
-            [n * 100 + i for i in range(25)] for n in range(8)
-        ]
+        assert [sorted(r) for r in results] == [[n * 100 + i for i in range(25)] for n in range(8)]
 
     def test_sync_errors_and_models(self, server_thread: str) -> None:
         """The blocking client raises the same errors and validates the same models."""

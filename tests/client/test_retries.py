@@ -99,7 +99,9 @@ async def test_automatic_idempotency_key_is_reused_on_every_attempt(server: Loop
     """With idempotency_key=True, one generated key travels on every attempt of one call."""
     clock = FakeClock()
     server.script("POST", "/charges", json(500), json(502), json(201))
-    retry = tether.Retry(attempts=3, jitter=False, idempotency_key=True, idempotency_header="X-Idem")
+    retry = tether.Retry(
+        attempts=3, jitter=False, idempotency_key=True, idempotency_header="X-Idem"
+    )
     async with client(server, clock, retry=retry) as c:
         await c.post("/charges", json={})
         await c.post("/charges", json={})
@@ -172,7 +174,13 @@ class TestServerAdvice:
         [
             ({"Retry-After": "7"}, 7.0),
             ({"retry-after-ms": "1500"}, 1.5),
-            ({"Retry-After": "Thu, 01 Jan 2026 00:00:12 GMT", "Date": "Thu, 01 Jan 2026 00:00:00 GMT"}, 12.0),
+            (
+                {
+                    "Retry-After": "Thu, 01 Jan 2026 00:00:12 GMT",
+                    "Date": "Thu, 01 Jan 2026 00:00:00 GMT",
+                },
+                12.0,
+            ),
             ({"Retry-After": "Wed, 31 Dec 2025 00:00:00 GMT"}, 0.0),
         ],
     )
@@ -217,7 +225,9 @@ class TestServerAdvice:
         assert info.value.retry_after == 20.0
         assert clock.sleeps == []
 
-    async def test_pause_is_shared_by_every_request_to_the_host(self, server: LoopbackServer) -> None:
+    async def test_pause_is_shared_by_every_request_to_the_host(
+        self, server: LoopbackServer
+    ) -> None:
         """While a server's advised pause runs, other requests to that host wait for it first."""
         clock = FakeClock()
         server.script("GET", "/a", json(429, **{"Retry-After": "5"}))
@@ -259,7 +269,9 @@ class TestServerAdvice:
 
 
 class TestBudget:
-    async def test_exhausted_budget_raises_instead_of_storming(self, server: LoopbackServer) -> None:
+    async def test_exhausted_budget_raises_instead_of_storming(
+        self, server: LoopbackServer
+    ) -> None:
         """Once the host's retry budget is spent, failures raise RetryBudgetExhausted."""
         clock = FakeClock()
         server.script("GET", "/x", json(503))

@@ -30,9 +30,13 @@ class TestPlainHttpGuard:
 
     def test_opt_in_by_name(self) -> None:
         """allow_insecure_http=True lets the user take the risk knowingly."""
-        tether.Client("http://api.example.com", auth=tether.auth.Bearer("x"), allow_insecure_http=True)
+        tether.Client(
+            "http://api.example.com", auth=tether.auth.Bearer("x"), allow_insecure_http=True
+        )
 
-    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.8.9.10", "dev.localhost"])
+    @pytest.mark.parametrize(
+        "host", ["127.0.0.1", "localhost", "[::1]", "127.8.9.10", "dev.localhost"]
+    )
     def test_loopback_is_allowed(self, host: str) -> None:
         """Loopback never leaves the machine, so plain http is fine there."""
         tether.Client(f"http://{host}:8080", auth=tether.auth.Bearer("x"))
@@ -87,8 +91,14 @@ class TestCanary:
         assert server.seen[0].query["appid"] == CANARY  # it was sent...
         error = info.value
         assert_clean(  # ...and nowhere else
-            str(error), repr(error), error.body, repr(error.request), repr(error.response),
-            repr(auth), client_repr, caplog.text,
+            str(error),
+            repr(error),
+            error.body,
+            repr(error.request),
+            repr(error.response),
+            repr(auth),
+            client_repr,
+            caplog.text,
         )
         assert "appid=[REDACTED]" in str(error)
         assert "Oslo" in str(error)
@@ -99,7 +109,9 @@ class TestCanary:
         """A token echoed in a body, and a value declared in secrets=, are hidden too."""
         other = "second-" + CANARY
         server.script(
-            "GET", "/me", lambda: web.Response(text=f"token {CANARY} and {other} rejected", status=403)
+            "GET",
+            "/me",
+            lambda: web.Response(text=f"token {CANARY} and {other} rejected", status=403),
         )
         with caplog.at_level(logging.DEBUG):
             async with tether.Client(

@@ -56,7 +56,9 @@ async def test_dropped_connection_is_retried_only_when_safe(
     """A connection lost after sending: GET is retried, POST is not (outcome unknown)."""
     fault_server.mode = "drop"
     with no_wait():
-        async with tether.Client(fault_server.url, retry=retrying(), transport=make_transport()) as c:
+        async with tether.Client(
+            fault_server.url, retry=retrying(), transport=make_transport()
+        ) as c:
             with pytest.raises(tether.NetworkError) as info:
                 await c.request(method, "/x")
     assert info.value.sent
@@ -69,7 +71,9 @@ async def test_truncated_body_is_retried(
     """An error while reading the body is retried like any other failure after sending."""
     fault_server.plan = ["truncate"]
     with no_wait():
-        async with tether.Client(fault_server.url, retry=retrying(), transport=make_transport()) as c:
+        async with tether.Client(
+            fault_server.url, retry=retrying(), transport=make_transport()
+        ) as c:
             response = await c.get("/x")
     assert response.json() == {"ok": True}
     assert fault_server.requests == 2
@@ -142,15 +146,16 @@ async def test_status_answers_are_identical(
     assert response.json() == {"a": [1, 2]}
     assert response.request_id == "req-1"
     assert response.headers["content-type"].startswith("application/json")
-    assert server.seen[0].query == {"q": "a b", "flag": "true", "n": "2"} or server.seen[0].query[
-        "q"
-    ] == "a b"
+    assert (
+        server.seen[0].query == {"q": "a b", "flag": "true", "n": "2"}
+        or server.seen[0].query["q"] == "a b"
+    )
     assert server.seen[0].headers["User-Agent"] == f"tether/{tether.__version__}"
 
 
 class TestSessionOwnership:
     async def test_lent_session_is_never_closed(self, server: LoopbackServer) -> None:
-        """A session passed in (Home Assistant's shared session) stays open after the client closes."""
+        """A lent session (Home Assistant's shared one) stays open after the client closes."""
         from aiohttp import web
 
         server.script("GET", "/x", lambda: web.json_response({}))
@@ -184,4 +189,6 @@ class TestSessionOwnership:
         """Passing both session= and transport= is refused before any I/O."""
         async with aiohttp.ClientSession() as session:
             with pytest.raises(tether.ConfigError):
-                tether.Client("https://api.example.com", session=session, transport=HttpxTransport())
+                tether.Client(
+                    "https://api.example.com", session=session, transport=HttpxTransport()
+                )

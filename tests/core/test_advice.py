@@ -31,7 +31,7 @@ def test_http_date_is_measured_from_now() -> None:
 
 
 def test_http_date_uses_the_servers_date_header() -> None:
-    """With a Date header, the wait is measured on the server's clock, so client skew is harmless."""
+    """With a Date header the wait is measured on the server's clock: client skew is harmless."""
     # The client's clock is 10 minutes behind the server's.
     assert (
         advice(retry_after="Thu, 01 Jan 2026 00:10:30 GMT", date="Thu, 01 Jan 2026 00:10:00 GMT")

@@ -79,17 +79,26 @@ def test_server_says_do_not_retry() -> None:
 def test_never_sent_is_always_safe(method: str) -> None:
     """A connection that was never established is safe to retry for any method."""
     verdict = classify_error(
-        method, sent=False, kind="ConnectError", idempotent_methods=IDEMPOTENT_METHODS,
+        method,
+        sent=False,
+        kind="ConnectError",
+        idempotent_methods=IDEMPOTENT_METHODS,
         has_idempotency_key=False,
     )
     assert verdict.retry
 
 
-@pytest.mark.parametrize(("method", "key", "expected"), [("GET", False, True), ("POST", False, False), ("POST", True, True)])
+@pytest.mark.parametrize(
+    ("method", "key", "expected"),
+    [("GET", False, True), ("POST", False, False), ("POST", True, True)],
+)
 def test_sent_outcome_unknown(method: str, key: bool, expected: bool) -> None:
     """After sending, only idempotent methods or keyed requests are retried."""
     verdict = classify_error(
-        method, sent=True, kind="NetworkError", idempotent_methods=IDEMPOTENT_METHODS,
+        method,
+        sent=True,
+        kind="NetworkError",
+        idempotent_methods=IDEMPOTENT_METHODS,
         has_idempotency_key=key,
     )
     assert verdict.retry is expected
@@ -107,8 +116,12 @@ def test_full_jitter_bounds(retry: int, rand: float) -> None:
 
 def plan(**kwargs: float | None):  # type: ignore[no-untyped-def]
     options: dict[str, float | None] = {
-        "advised": None, "base_delay": 1.0, "max_delay": 8.0, "max_retry_after": 60.0,
-        "rand": 1.0, "remaining": None,
+        "advised": None,
+        "base_delay": 1.0,
+        "max_delay": 8.0,
+        "max_retry_after": 60.0,
+        "rand": 1.0,
+        "remaining": None,
     }
     options.update(kwargs)
     return plan_wait(retry=1, **options)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ __all__ = [
     "Verdict",
     "Wait",
     "WaitKind",
+    "attempt_limits",
     "classify_error",
     "classify_status",
     "plan_wait",
@@ -131,3 +132,19 @@ def plan_wait(
     if remaining is not None and delay >= remaining:
         return Wait(WaitKind.PAST_DEADLINE, delay, advised=False)
     return Wait(WaitKind.SLEEP, delay, advised=False)
+
+
+def attempt_limits(
+    *, remaining: float | None, attempt: float | None, connect: float | None
+) -> tuple[float | None, float | None, bool]:
+    """This attempt's (time limit, connect limit, whether the deadline is what limits it).
+
+    An attempt gets its own limit or what is left of the call, whichever is smaller, and the
+    connect phase never gets more than the attempt (azure-core shrinks each attempt to the time
+    left the same way).
+    """
+    capped = remaining is not None and (attempt is None or remaining < attempt)
+    limit = remaining if capped else attempt
+    if connect is None or (limit is not None and limit < connect):
+        return limit, limit, capped
+    return limit, connect, capped

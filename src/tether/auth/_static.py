@@ -106,7 +106,8 @@ class HeaderTemplate(StaticCredential):
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
         if fields != {"token"}:
             raise ConfigError(
-                f"HeaderTemplate template must contain exactly the field {{token}}, got {template!r}"
+                "HeaderTemplate template must contain exactly the field {token}, "
+                f"got {template!r}"
             )
         self.header = header
         self.template = template

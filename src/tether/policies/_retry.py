@@ -13,10 +13,16 @@ from tether._clock import Clock
 from tether._config import Retry, Timeout
 from tether._core._advice import parse_retry_after
 from tether._core._budget import RetryBudgetState
-from tether._core._retry import WaitKind, classify_error, classify_status, plan_wait
+from tether._core._retry import (
+    Verdict,
+    WaitKind,
+    attempt_limits,
+    classify_error,
+    classify_status,
+    plan_wait,
+)
 from tether._errors import (
     DeadlineExceeded,
-    HTTPStatusError,
     RequestError,
     RetryBudgetExhausted,
     TimeoutError,
@@ -97,11 +103,9 @@ class RetryPolicy:
         clock = self._clock
         observer = self._observer
         state = self.host_state(_host_of(request))
-        method = request.method
-        if retry.idempotency_key and method not in retry.idempotent_methods:
+        if retry.idempotency_key and request.method not in retry.idempotent_methods:
             # One key per call, reused by every attempt: that is what makes the repeat safe.
             request.headers.setdefault(retry.idempotency_header, str(uuid.uuid4()))
-        has_key = retry.idempotency_header in request.headers
         deadline = request.deadline
         attempt_limit = self._timeout.attempt
         connect_limit = self._timeout.connect
@@ -119,136 +123,194 @@ class RetryPolicy:
             remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(
-                    f"{method} {request.redacted_url()}: deadline passed before attempt {attempt}"
+                    f"{request.method} {request.redacted_url()}: "
+                    f"deadline passed before attempt {attempt}"
                 ) from last_failure
-            capped = remaining is not None and (attempt_limit is None or remaining < attempt_limit)
-            timeout = remaining if capped else attempt_limit
-            request.timeout = timeout
-            request.connect_timeout = (
-                connect_limit if timeout is None or (connect_limit is not None and connect_limit < timeout) else timeout
+            request.timeout, request.connect_timeout, capped = attempt_limits(
+                remaining=remaining, attempt=attempt_limit, connect=connect_limit
             )
             if observer.on_request:
                 await observer.request(request)
             attempt_start = clock.monotonic()
-            response: Response | None = None
-            error: RequestError | None = None
             try:
                 response = await next_(request)
-            except RequestError as exc:
-                error = exc
-            finished = clock.monotonic()
-            elapsed = finished - attempt_start
-
-            if response is not None:
+            except RequestError as error:
+                finished = clock.monotonic()
+                delay, reason = self._after_error(
+                    request, retry, state, error,
+                    attempt=attempt, elapsed=finished - attempt_start, finished=finished,
+                    capped=capped,
+                )  # fmt: skip
+                failure: BaseException = error
+                answered: Response | None = None
+            else:
+                finished = clock.monotonic()
                 response.attempts = attempt
                 response.elapsed = finished - started
                 if observer.on_response:
                     await observer.response(response)
                 if response.status < 400:
-                    observer.attempt(request, attempt=attempt, elapsed=elapsed, response=response)
+                    observer.attempt(
+                        request, attempt=attempt, elapsed=finished - attempt_start,
+                        response=response,
+                    )  # fmt: skip
                     return response
-                verdict = classify_status(
-                    method,
-                    response.status,
-                    response.headers,
-                    statuses=retry.statuses,
-                    idempotent_methods=retry.idempotent_methods,
-                    has_idempotency_key=has_key,
-                )
-                if verdict is None:
-                    observer.attempt(request, attempt=attempt, elapsed=elapsed, response=response)
+                result = self._after_status(
+                    request, retry, state, response,
+                    attempt=attempt, elapsed=finished - attempt_start, finished=finished,
+                )  # fmt: skip
+                if result is None:
                     return response
-                advised = parse_retry_after(response.headers, now_wall=clock.time())
-                if advised is not None:
-                    # Every request of this client to this host waits out the server's pause,
-                    # not only the one that was told.
-                    state.pause(finished + advised, response)
-            else:
-                assert error is not None
-                if isinstance(error, TimeoutError) and capped:
-                    observer.attempt(request, attempt=attempt, elapsed=elapsed, error=error)
-                    raise DeadlineExceeded(
-                        f"{method} {request.redacted_url()}: the call's deadline ran out during attempt {attempt}"
-                    ) from error
-                verdict = classify_error(
-                    method,
-                    sent=error.sent,
-                    kind=type(error).__name__,
-                    idempotent_methods=retry.idempotent_methods,
-                    has_idempotency_key=has_key,
-                )
-                advised = None
-
-            stop_reason: str | None = None
-            if not verdict.retry:
-                stop_reason = verdict.reason
-            elif attempt >= retry.attempts:
-                stop_reason = f"{verdict.reason}; all {retry.attempts} attempts used"
-            elif not request.replayable:
-                stop_reason = f"{verdict.reason}; the request body is a stream and cannot be sent again"
-            if stop_reason is not None:
-                observer.attempt(
-                    request, attempt=attempt, elapsed=elapsed, response=response, error=error,
-                    retry_reason=stop_reason,
-                )
-                if error is not None:
-                    raise error
-                assert response is not None
-                return response
-
-            remaining = None if deadline is None else deadline - finished
-            wait = plan_wait(
-                retry=attempt,
-                advised=advised,
-                base_delay=retry.base_delay,
-                max_delay=retry.max_delay,
-                max_retry_after=retry.max_retry_after,
-                rand=self._random.random() if retry.jitter else 1.0,
-                remaining=remaining,
-            )
-            failure: BaseException = error if error is not None else self._status_error(response)
-            if wait.kind is not WaitKind.SLEEP:
-                why = (
-                    f"the server asked for {wait.delay:.1f} s, more than max_retry_after={retry.max_retry_after:g} s"
-                    if wait.kind is WaitKind.ADVICE_TOO_LONG
-                    else f"waiting {wait.delay:.1f} s would pass the deadline"
-                )
-                observer.attempt(
-                    request, attempt=attempt, elapsed=elapsed, response=response, error=error,
-                    retry_reason=f"{verdict.reason}; {why}",
-                )
-                if wait.advised:
-                    # The caller gets the server's answer at once, with the advised wait on it.
-                    assert response is not None
-                    return response
-                raise DeadlineExceeded(f"{method} {request.redacted_url()}: {why}") from failure
-            budget = state.budget
-            if budget is not None and not budget.try_withdraw(finished):
-                observer.attempt(
-                    request, attempt=attempt, elapsed=elapsed, response=response, error=error,
-                    retry_reason=f"{verdict.reason}; retry budget exhausted",
-                )
-                raise RetryBudgetExhausted(
-                    f"{method} {request.redacted_url()}: retry budget for this host is spent "
-                    f"({verdict.reason})"
-                ) from failure
-            observer.attempt(
-                request, attempt=attempt, elapsed=elapsed, response=response, error=error,
-                retry_reason=verdict.reason, delay=wait.delay,
-            )
+                delay, reason, failure = result
+                answered = response
             if observer.on_retry:
                 await observer.retry(
                     RetryEvent(
-                        request=request, attempt=attempt, delay=wait.delay, reason=verdict.reason,
-                        response=response, error=error,
+                        request=request, attempt=attempt, delay=delay,
+                        reason=reason, response=answered,
+                        error=None if answered is not None else failure,
                     )
-                )
+                )  # fmt: skip
             last_failure = failure
-            await clock.sleep(wait.delay)
+            await clock.sleep(delay)
 
-    def _status_error(self, response: Response | None) -> HTTPStatusError:
-        assert response is not None
-        return status_error(response, now_wall=self._clock.time())
+    def _after_error(
+        self,
+        request: Request,
+        retry: Retry,
+        state: HostState,
+        error: RequestError,
+        *,
+        attempt: int,
+        elapsed: float,
+        finished: float,
+        capped: bool,
+    ) -> tuple[float, str]:
+        """The wait before retrying after a transport failure; raises when there is no retry."""
+        if isinstance(error, TimeoutError) and capped:
+            # The attempt was cut short by the call's deadline, not by its own limit.
+            self._observer.attempt(request, attempt=attempt, elapsed=elapsed, error=error)
+            raise DeadlineExceeded(
+                f"{request.method} {request.redacted_url()}: "
+                f"the call's deadline ran out during attempt {attempt}"
+            ) from error
+        verdict = classify_error(
+            request.method,
+            sent=error.sent,
+            kind=type(error).__name__,
+            idempotent_methods=retry.idempotent_methods,
+            has_idempotency_key=retry.idempotency_header in request.headers,
+        )
+        delay = self._plan(
+            request, retry, state, verdict,
+            attempt=attempt, elapsed=elapsed, finished=finished, advised=None,
+            response=None, error=error, failure=error,
+        )  # fmt: skip
+        if delay is None:
+            raise error
+        return delay, verdict.reason
+
+    def _after_status(
+        self,
+        request: Request,
+        retry: Retry,
+        state: HostState,
+        response: Response,
+        *,
+        attempt: int,
+        elapsed: float,
+        finished: float,
+    ) -> tuple[float, str, BaseException] | None:
+        """The wait before retrying an error status, or None to hand the response back."""
+        verdict = classify_status(
+            request.method,
+            response.status,
+            response.headers,
+            statuses=retry.statuses,
+            idempotent_methods=retry.idempotent_methods,
+            has_idempotency_key=retry.idempotency_header in request.headers,
+        )
+        if verdict is None:
+            self._observer.attempt(request, attempt=attempt, elapsed=elapsed, response=response)
+            return None
+        advised = parse_retry_after(response.headers, now_wall=self._clock.time())
+        if advised is not None:
+            # Every request of this client to this host waits out the server's pause,
+            # not only the one that was told.
+            state.pause(finished + advised, response)
+        failure = status_error(response, now_wall=self._clock.time(), retry_after=advised)
+        delay = self._plan(
+            request, retry, state, verdict,
+            attempt=attempt, elapsed=elapsed, finished=finished, advised=advised,
+            response=response, error=None, failure=failure,
+        )  # fmt: skip
+        return None if delay is None else (delay, verdict.reason, failure)
+
+    def _plan(
+        self,
+        request: Request,
+        retry: Retry,
+        state: HostState,
+        verdict: Verdict,
+        *,
+        attempt: int,
+        elapsed: float,
+        finished: float,
+        advised: float | None,
+        response: Response | None,
+        error: RequestError | None,
+        failure: BaseException,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, None to stop with the failure as it is, or
+        an exception when the stop itself needs explaining (deadline, budget)."""
+
+        def log(reason: str, delay: float | None = None) -> None:
+            self._observer.attempt(
+                request, attempt=attempt, elapsed=elapsed, response=response, error=error,
+                retry_reason=reason, delay=delay,
+            )  # fmt: skip
+
+        target = f"{request.method} {request.redacted_url()}"
+        if not verdict.retry:
+            log(verdict.reason)
+            return None
+        if attempt >= retry.attempts:
+            log(f"{verdict.reason}; all {retry.attempts} attempts used")
+            return None
+        if not request.replayable:
+            log(f"{verdict.reason}; the request body is a stream and cannot be sent again")
+            return None
+        deadline = request.deadline
+        wait = plan_wait(
+            retry=attempt,
+            advised=advised,
+            base_delay=retry.base_delay,
+            max_delay=retry.max_delay,
+            max_retry_after=retry.max_retry_after,
+            rand=self._random.random() if retry.jitter else 1.0,
+            remaining=None if deadline is None else deadline - finished,
+        )
+        if wait.kind is WaitKind.ADVICE_TOO_LONG:
+            # The caller gets the server's answer at once, with the advised wait on it.
+            log(
+                f"{verdict.reason}; the server asked for {wait.delay:.1f} s, "
+                f"more than max_retry_after={retry.max_retry_after:g} s"
+            )
+            return None
+        if wait.kind is WaitKind.PAST_DEADLINE:
+            why = f"waiting {wait.delay:.1f} s would pass the deadline"
+            log(f"{verdict.reason}; {why}")
+            if wait.advised:
+                return None
+            raise DeadlineExceeded(f"{target}: {why}") from failure
+        budget = state.budget
+        if budget is not None and not budget.try_withdraw(finished):
+            log(f"{verdict.reason}; retry budget exhausted")
+            raise RetryBudgetExhausted(
+                f"{target}: the retry budget for this host is spent ({verdict.reason})"
+            ) from failure
+        log(verdict.reason, wait.delay)
+        return wait.delay
 
     async def _wait_out_pause(
         self, state: HostState, request: Request, retry: Retry, now: float
@@ -258,7 +320,8 @@ class RetryPolicy:
         too_long = wait > retry.max_retry_after
         if too_long or (deadline is not None and now + wait >= deadline):
             paused_by = state.pause_response
-            assert paused_by is not None
+            if paused_by is None:  # a pause is always recorded with the response that asked
+                raise RuntimeError("host pause without a response")
             raise status_error(
                 paused_by,
                 now_wall=self._clock.time(),

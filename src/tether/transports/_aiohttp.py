@@ -43,7 +43,9 @@ def ssl_option(verify: VerifyTypes) -> bool | ssl.SSLContext:
             return ssl.create_default_context(cafile=verify)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"verify={verify!r} is not a readable CA bundle: {exc}") from exc
-    raise ConfigError(f"verify must be a bool, a CA bundle path or an ssl.SSLContext, got {verify!r}")
+    raise ConfigError(
+        f"verify must be a bool, a CA bundle path or an ssl.SSLContext, got {verify!r}"
+    )
 
 
 class AiohttpTransport:
@@ -78,7 +80,9 @@ class AiohttpTransport:
         self._limit = max_connections
         self._follow_redirects = follow_redirects
         self._max_redirects = max_redirects
-        self._default_timeout: tuple[float | None, float | None, aiohttp.ClientTimeout] | None = None
+        self._default_timeout: tuple[float | None, float | None, aiohttp.ClientTimeout] | None = (
+            None
+        )
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
@@ -148,17 +152,30 @@ def _map_error(exc: Exception, request: Request) -> Exception:
     scrub_exception(exc, request.redactor)
     target = request.redacted_url()
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return ConnectTimeout(f"connecting for {request.method} {target} timed out", request=request)
+        return ConnectTimeout(
+            f"connecting for {request.method} {target} timed out", request=request
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectError(f"cannot connect for {request.method} {target}: {exc.os_error}", request=request)
+        return ConnectError(
+            f"cannot connect for {request.method} {target}: {exc.os_error}", request=request
+        )
     if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
-        return ReadTimeout(f"{request.method} {target} timed out waiting for the response", request=request)
+        return ReadTimeout(
+            f"{request.method} {target} timed out waiting for the response", request=request
+        )
     if isinstance(exc, aiohttp.InvalidURL):
-        return ConfigError(f"invalid URL for {request.method}: {request.redactor.url(str(exc.url))}")
+        return ConfigError(
+            f"invalid URL for {request.method}: {request.redactor.url(str(exc.url))}"
+        )
     if isinstance(exc, aiohttp.TooManyRedirects):
         return NetworkError(f"{request.method} {target}: too many redirects", request=request)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return NetworkError(f"{request.method} {target}: the response body was cut short ({exc})", request=request)
+        return NetworkError(
+            f"{request.method} {target}: the response body was cut short ({exc})", request=request
+        )
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return NetworkError(f"{request.method} {target} failed after sending: {type(exc).__name__}: {exc}", request=request)
+        return NetworkError(
+            f"{request.method} {target} failed after sending: {type(exc).__name__}: {exc}",
+            request=request,
+        )
     return exc

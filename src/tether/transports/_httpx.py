@@ -69,7 +69,9 @@ class HttpxTransport:
 
     async def send(self, request: Request) -> Response:
         lib = self._lib
-        timeout = lib.Timeout(request.timeout, connect=request.connect_timeout, pool=request.connect_timeout)
+        timeout = lib.Timeout(
+            request.timeout, connect=request.connect_timeout, pool=request.connect_timeout
+        )
         try:
             raw = await self._client.request(
                 request.method,
@@ -112,7 +114,9 @@ class HttpxTransport:
         if isinstance(exc, lib.TooManyRedirects):
             return NetworkError(f"{target}: too many redirects", request=request)
         if isinstance(exc, lib.TransportError | lib.DecodingError):
-            return NetworkError(f"{target} failed after sending: {type(exc).__name__}: {exc}", request=request)
+            return NetworkError(
+                f"{target} failed after sending: {type(exc).__name__}: {exc}", request=request
+            )
         return exc
 
     async def aclose(self) -> None:
