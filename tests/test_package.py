@@ -1,0 +1,57 @@
+"""Packaging and public surface."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import tether
+
+
+def test_version_matches_metadata() -> None:
+    """The version in code is the version installed."""
+    assert tether.__version__ == importlib.metadata.version("tether")
+
+
+def test_exported_members() -> None:
+    """`__all__` is sorted (constants, classes, then modules), complete, and every name exists."""
+
+    def group(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert tether.__all__ == sorted(tether.__all__, key=group)
+    # pytest's assertion rewriting adds names like "@py_builtins" to plugin packages.
+    public = {name for name in dir(tether) if name.isidentifier() and not name.startswith("_")}
+    assert set(tether.__all__) - {"__version__"} == public
+    for name in tether.__all__:
+        assert hasattr(tether, name)
+
+
+def test_typed_marker_shipped() -> None:
+    """The package ships py.typed, so users' type checkers read its annotations."""
+    assert (Path(tether.__file__).parent / "py.typed").exists()
+
+
+def test_cli_help_lists_itself() -> None:
+    """`tether --help` works and `--version` prints the version."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tether", "--version"], capture_output=True, text=True, check=True
+    )
+    assert tether.__version__ in result.stdout
+
+
+def test_quickstart_example_runs() -> None:
+    """README's main job, the quickstart example, runs to its end and says so."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all four behaved as described" in result.stdout
+    assert "demo-key-1f2e3d4c" not in result.stdout + result.stderr
