@@ -261,8 +261,7 @@ class Client:
         merged = self._headers.copy()
         if headers:
             merged.update(headers)
-        given = sum(x is not None for x in (json, data, content))
-        if given > 1:
+        if (json is not None) + (data is not None) + (content is not None) > 1:
             raise ConfigError("pass at most one of json=, data= and content=")
         body: Content = None
         if json is not None:

@@ -109,14 +109,15 @@ class RetryPolicy:
         deadline = request.deadline
         attempt_limit = self._timeout.attempt
         connect_limit = self._timeout.connect
-        started = clock.monotonic()
+        started = now = clock.monotonic()
         if state.budget is not None:
             state.budget.deposit(started)
         last_failure: BaseException | None = None
         attempt = 0
         while True:
             attempt += 1
-            now = clock.monotonic()
+            if attempt > 1:
+                now = clock.monotonic()
             if state.pause_until > now:
                 await self._wait_out_pause(state, request, retry, now)
                 now = clock.monotonic()
@@ -131,7 +132,8 @@ class RetryPolicy:
             )
             if observer.on_request:
                 await observer.request(request)
-            attempt_start = clock.monotonic()
+                now = clock.monotonic()
+            attempt_start = now
             try:
                 response = await next_(request)
             except RequestError as error:
