@@ -22,6 +22,7 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    query_pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +55,14 @@ class LoopbackServer:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append(
-            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Seen(
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                body,
+                list(request.query.items()),
+            )
         )
         handlers = self._routes.get((request.method, request.path))
         if not handlers:

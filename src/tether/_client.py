@@ -29,6 +29,7 @@ from tether._types import SecretLike, reveal
 from tether._version import __version__
 from tether.auth._base import Credential
 from tether.policies._base import Policy, build_pipeline
+from tether.policies._redirect import RedirectPolicy
 from tether.policies._retry import RETRY_EXTENSION, RetryPolicy
 from tether.transports._aiohttp import AiohttpTransport, VerifyTypes
 from tether.transports._base import AsyncTransport
@@ -119,7 +120,9 @@ class Client:
         transport: Any `AsyncTransport` (e.g. `HttpxTransport`, `MockTransport`) instead.
         verify: TLS verification: True, False, a CA bundle path or an `ssl.SSLContext`.
         allow_insecure_http: Allow credentials over plain http to a non-loopback host.
-        follow_redirects: Follow 3xx redirects (up to 10).
+        follow_redirects: Follow 3xx redirects. A hop to another origin, or from https to
+            http, carries no credential header or parameter.
+        max_redirects: How many redirects one call may follow.
         max_connections: Size of the connection pool the client owns.
         raise_for_status: Raise `HTTPStatusError` subclasses for 4xx/5xx answers.
         redact_headers: Header names whose values are hidden in logs, reprs and errors, beside
@@ -143,6 +146,7 @@ class Client:
         verify: VerifyTypes = True,
         allow_insecure_http: bool = False,
         follow_redirects: bool = True,
+        max_redirects: int = 10,
         max_connections: int = 100,
         raise_for_status: bool = True,
         redact_headers: Iterable[str] = (),
@@ -186,10 +190,7 @@ class Client:
             )
         if transport is None:
             transport = AiohttpTransport(
-                session=session,
-                verify=verify,
-                max_connections=max_connections,
-                follow_redirects=follow_redirects,
+                session=session, verify=verify, max_connections=max_connections
             )
         elif not isinstance(transport, AsyncTransport):
             raise ConfigError(f"transport must implement send() and aclose(), got {transport!r}")
@@ -201,6 +202,8 @@ class Client:
         policies: list[Policy] = [self._retry_policy]
         if auth is not None:
             policies.append(auth)
+        if follow_redirects:
+            policies.append(RedirectPolicy(max_redirects=max_redirects))
         self._send = build_pipeline(policies, transport.send)
         self._state = ClientState.UNOPENED
         self._urls: dict[str, str] = {}

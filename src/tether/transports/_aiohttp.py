@@ -52,14 +52,13 @@ class AiohttpTransport:
     """Sends requests with one pooled `aiohttp.ClientSession`.
 
     Pass `session=` to share the application's session (Home Assistant's rule): the transport
-    then never closes it.
+    then never closes it. Redirects are not followed here: the client's redirect policy does
+    it, so credentials never follow a redirect to another origin.
     """
 
     __slots__ = (
         "_default_timeout",
-        "_follow_redirects",
         "_limit",
-        "_max_redirects",
         "_owns_session",
         "_session",
         "_ssl",
@@ -71,15 +70,11 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None = None,
         verify: VerifyTypes = True,
         max_connections: int = 100,
-        follow_redirects: bool = True,
-        max_redirects: int = 10,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._ssl = ssl_option(verify)
         self._limit = max_connections
-        self._follow_redirects = follow_redirects
-        self._max_redirects = max_redirects
         self._default_timeout: tuple[float | None, float | None, aiohttp.ClientTimeout] | None = (
             None
         )
@@ -120,8 +115,7 @@ class AiohttpTransport:
                 headers=request.headers,
                 data=request.content,
                 timeout=self._timeout(request.timeout, request.connect_timeout),
-                allow_redirects=self._follow_redirects,
-                max_redirects=self._max_redirects,
+                allow_redirects=False,
                 # True defers to the connector, so a borrowed session keeps its own TLS setup.
                 ssl=self._ssl,
             ) as raw:
@@ -167,8 +161,6 @@ def _map_error(exc: Exception, request: Request) -> Exception:
         return ConfigError(
             f"invalid URL for {request.method}: {request.redactor.url(str(exc.url))}"
         )
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return NetworkError(f"{request.method} {target}: too many redirects", request=request)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return NetworkError(
             f"{request.method} {target}: the response body was cut short ({exc})", request=request

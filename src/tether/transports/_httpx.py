@@ -40,7 +40,11 @@ def _import(module: str) -> ModuleType:
 
 
 class HttpxTransport:
-    """Sends requests through an `httpx.AsyncClient` or `httpx2.AsyncClient`."""
+    """Sends requests through an `httpx.AsyncClient` or `httpx2.AsyncClient`.
+
+    Redirects are left to the client's redirect policy (`follow_redirects=False` per request),
+    so a lent client's own redirect setting does not apply.
+    """
 
     __slots__ = ("_client", "_lib", "_owns_client")
 
@@ -51,7 +55,6 @@ class HttpxTransport:
         module: str = "httpx",
         verify: VerifyTypes = True,
         max_connections: int = 100,
-        follow_redirects: bool = True,
     ) -> None:
         if client is not None:
             module = type(client).__module__.partition(".")[0]
@@ -60,7 +63,6 @@ class HttpxTransport:
         if client is None:
             client = self._lib.AsyncClient(
                 verify=verify,
-                follow_redirects=follow_redirects,
                 limits=self._lib.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections
                 ),
@@ -80,6 +82,7 @@ class HttpxTransport:
                 headers=list(request.headers.items()),
                 content=request.content,
                 timeout=timeout,
+                follow_redirects=False,
             )
         except RequestError:
             raise
@@ -111,8 +114,6 @@ class HttpxTransport:
             return ReadTimeout(f"{target} timed out waiting for the response", request=request)
         if isinstance(exc, lib.InvalidURL | lib.UnsupportedProtocol | lib.LocalProtocolError):
             return ConfigError(f"{target}: {exc}")
-        if isinstance(exc, lib.TooManyRedirects):
-            return NetworkError(f"{target}: too many redirects", request=request)
         if isinstance(exc, lib.TransportError | lib.DecodingError):
             return NetworkError(
                 f"{target} failed after sending: {type(exc).__name__}: {exc}", request=request
