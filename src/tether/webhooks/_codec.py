@@ -1,0 +1,55 @@
+"""Strict signature decoding and constant-time matching.
+
+Received signatures are decoded to bytes and compared as bytes, so hex case and base64 form do
+not matter, while anything that is not exactly one digest of the right size is no candidate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Sequence
+
+__all__ = ["digest", "first_match", "from_base64", "from_hex", "to_base64"]
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def from_hex(text: str, size: int) -> bytes | None:
+    """The `size` bytes that `text` spells in hex, or None."""
+    # bytes.fromhex alone would also take spaces between the digits.
+    if len(text) != 2 * size or _HEX.fullmatch(text) is None:
+        return None
+    return bytes.fromhex(text)
+
+
+def from_base64(text: str, size: int) -> bytes | None:
+    """The `size` bytes that `text` spells in padded standard base64, or None."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == size else None
+
+
+def to_base64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def digest(key: bytes, content: bytes, algorithm: str) -> bytes:
+    return hmac.digest(key, content, algorithm)
+
+
+def first_match(
+    keys: Sequence[bytes], content: bytes, candidates: Sequence[bytes], algorithm: str
+) -> int | None:
+    """The index of the first key whose HMAC of `content` equals one of `candidates`."""
+    for index, key in enumerate(keys):
+        expected = digest(key, content, algorithm)
+        # compare_digest: a plain == leaks how many leading bytes matched, which turns the
+        # receiver into a signing oracle (Standard Webhooks spec, "Verifying signatures").
+        if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+            return index
+    return None
