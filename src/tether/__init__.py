@@ -1,6 +1,6 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, policies, testing, transports
+from tether import auth, policies, testing, transports, webhooks
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
 from tether._config import Retry, RetryBudget, Timeout
@@ -83,4 +83,5 @@ __all__ = [
     "policies",
     "testing",
     "transports",
+    "webhooks",
 ]
