@@ -147,6 +147,14 @@ async def fault_server() -> AsyncIterator[FaultServer]:
                     await writer.drain()
                     writer.transport.abort()
                     return
+                if mode == "drip":
+                    # Headers at once, then the body a byte at a time: no single read is slow.
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                    for _ in range(1000):
+                        writer.write(b"x")
+                        await writer.drain()
+                        await asyncio.sleep(0.02)
+                    continue
                 if mode == "hang":
                     event = asyncio.Event()
                     holders.append(event)

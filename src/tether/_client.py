@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, get_origin, overload
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -30,7 +30,7 @@ from tether._version import __version__
 from tether.auth._base import Credential
 from tether.policies._base import Policy, build_pipeline
 from tether.policies._redirect import RedirectPolicy
-from tether.policies._retry import RETRY_EXTENSION, RetryPolicy
+from tether.policies._retry import RETRY_EXTENSION, TIMEOUT_EXTENSION, RetryPolicy
 from tether.transports._aiohttp import AiohttpTransport, VerifyTypes
 from tether.transports._base import AsyncTransport
 
@@ -125,9 +125,11 @@ class Client:
         max_redirects: How many redirects one call may follow.
         max_connections: Size of the connection pool the client owns.
         raise_for_status: Raise `HTTPStatusError` subclasses for 4xx/5xx answers.
-        redact_headers: Header names whose values are hidden in logs, reprs and errors, beside
-            Authorization, Cookie, X-Api-Key and those the credential uses.
-        redact_params: Query parameter names hidden likewise.
+        redact_headers: Header names to treat as credentials, beside Authorization, Cookie,
+            X-Api-Key and those the credential uses: never sent on a redirect to another
+            origin. (Header values never appear in log records or error messages at all.)
+        redact_params: Query parameter names treated likewise: their values are hidden in
+            logged URLs, reprs and errors, and dropped on a redirect to another origin.
         secrets: Secret values hidden wherever they appear, beside the credential's own.
         on_request, on_response, on_retry: Event hooks, sync or async, called per attempt.
         clock: The time source; tests pass `tether.testing.FakeClock`.
@@ -181,6 +183,11 @@ class Client:
         self._headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT})
         if headers:
             self._headers.update(headers)
+        if transport is not None and verify is not True:
+            raise ConfigError(
+                "verify= configures the transport tether builds; set TLS options on the "
+                "transport you pass instead"
+            )
         if verify is not True:
             # Said once, at construction, so it is seen without flooding the log.
             logger.warning(
@@ -277,8 +284,9 @@ class Client:
             body = content.encode()
         else:
             body = content
-        total = (self._timeout if timeout is USE_CLIENT_DEFAULT else Timeout.coerce(timeout)).total
-        return Request(
+        limits = self._timeout if timeout is USE_CLIENT_DEFAULT else Timeout.coerce(timeout)
+        total = limits.total
+        request = Request(
             method.upper(),
             self._resolve(url),
             params=_params(params),
@@ -287,6 +295,24 @@ class Client:
             deadline=None if total is None else self._clock.monotonic() + total,
             redactor=self._redactor,
         )
+        if limits is not self._timeout:
+            request.extensions[TIMEOUT_EXTENSION] = limits
+        return request
+
+    def _prepare(self, request: Request, retry: Retry | UseClientDefault | None) -> None:
+        if self._state is not ClientState.OPENED:
+            if self._state is ClientState.CLOSED:
+                raise ConfigError("the client is closed; create a new one")
+            self._state = ClientState.OPENED
+        if retry is not USE_CLIENT_DEFAULT:
+            request.extensions[RETRY_EXTENSION] = retry if retry is not None else NO_RETRY
+
+    def _finish(self, response: Response, raise_for_status: bool | None) -> Response:
+        if response.status >= 400 and (
+            self._raise_for_status if raise_for_status is None else raise_for_status
+        ):
+            raise status_error(response, now_wall=self._clock.time())
+        return response
 
     async def send(
         self,
@@ -296,18 +322,8 @@ class Client:
         raise_for_status: bool | None = None,
     ) -> Response:
         """Send a built request through the pipeline."""
-        if self._state is not ClientState.OPENED:
-            if self._state is ClientState.CLOSED:
-                raise ConfigError("the client is closed; create a new one")
-            self._state = ClientState.OPENED
-        if retry is not USE_CLIENT_DEFAULT:
-            request.extensions[RETRY_EXTENSION] = retry if retry is not None else NO_RETRY
-        response = await self._send(request)
-        if response.status >= 400 and (
-            self._raise_for_status if raise_for_status is None else raise_for_status
-        ):
-            raise status_error(response, now_wall=self._clock.time())
-        return response
+        self._prepare(request, retry)
+        return self._finish(await self._send(request), raise_for_status)
 
     async def request(
         self,
@@ -334,7 +350,9 @@ class Client:
             content=content,
             timeout=timeout,
         )
-        return await self.send(request, retry=retry, raise_for_status=raise_for_status)
+        # The pipeline is awaited here rather than through send(): one frame less per call.
+        self._prepare(request, retry)
+        return self._finish(await self._send(request), raise_for_status)
 
     async def get(self, url: str, **kwargs: Any) -> Response:
         return await self.request("GET", url, **kwargs)
@@ -419,6 +437,9 @@ def decode_json(response: Response, model: Any) -> Any:
 
 
 def _model_name(model: Any) -> str:
+    # list[Device] has the __name__ "list"; its repr names the whole type.
+    if get_origin(model) is not None:
+        return repr(model).replace("typing.", "")
     return getattr(model, "__name__", None) or repr(model)
 
 
@@ -473,6 +494,14 @@ class SyncClient:
             coro.close()
             raise ConfigError("the client is closed; create a new one")
         return engine.run(coro)
+
+    def build_request(self, method: str, url: str, **kwargs: Any) -> Request:
+        """The `Request` a call would send, before auth and retries; no I/O."""
+        return self._client.build_request(method, url, **kwargs)
+
+    def send(self, request: Request, **kwargs: Any) -> Response:
+        """Send a built request through the pipeline."""
+        return self._run(self._client.send(request, **kwargs))
 
     def request(self, method: str, url: str, **kwargs: Any) -> Response:
         return self._run(self._client.request(method, url, **kwargs))

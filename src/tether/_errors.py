@@ -8,6 +8,7 @@
           ConnectTimeout           never sent
           ReadTimeout              sent, outcome unknown
         NetworkError               sent, outcome unknown
+          TooManyRedirects         a redirect loop; never retried
       HTTPStatusError              .status, .response, .request_id, .body (redacted, truncated)
         BadRequestError 400, AuthenticationError 401, PermissionDeniedError 403,
         NotFoundError 404, ConflictError 409, UnprocessableEntityError 422,
@@ -58,6 +59,7 @@ __all__ = [
     "ServerError",
     "TetherError",
     "TimeoutError",
+    "TooManyRedirects",
     "UnprocessableEntityError",
     "WebhookVerificationError",
     "WebhookVerificationReason",
@@ -78,6 +80,8 @@ class RequestError(TetherError):
 
     #: Whether the request may have reached the server. False means retrying is always safe.
     sent: ClassVar[bool] = True
+    #: Whether trying again could help at all; False for failures that would only repeat.
+    retryable: ClassVar[bool] = True
 
     def __init__(self, message: str, *, request: Request | None = None) -> None:
         super().__init__(message)
@@ -106,6 +110,12 @@ class ReadTimeout(TimeoutError):
 
 class NetworkError(RequestError):
     """The connection failed after the request was sent; the outcome is unknown."""
+
+
+class TooManyRedirects(NetworkError):
+    """The server kept redirecting past `max_redirects`; repeating the call would loop again."""
+
+    retryable = False
 
 
 class HTTPStatusError(TetherError):

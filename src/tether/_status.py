@@ -26,7 +26,7 @@ def status_error(
     excerpt = text[:BODY_EXCERPT_CHARS] + ("..." if len(text) > BODY_EXCERPT_CHARS else "")
     if redactor is not None:
         excerpt = redactor.text(excerpt)
-    if retry_after is None and (response.status == 429 or response.status >= 500):
+    if retry_after is None:
         retry_after = parse_retry_after(response.headers, now_wall=now_wall)
     target = f" for {request.method} {request.redacted_url()}" if request is not None else ""
     parts = [f"{prefix}{response.status} {response.reason}{target}"]

@@ -131,6 +131,14 @@ class TestErrors:
         assert len(info.value.body) == 503
         assert len(str(info.value)) < 700
 
+    async def test_any_status_carries_the_servers_advice(self) -> None:
+        """A 408 with a Retry-After beyond the cap carries the advised wait like a 429 does."""
+        c, _ = mock_client(lambda r: tether.Response(408, headers={"Retry-After": "900"}))
+        async with c:
+            with pytest.raises(tether.HTTPStatusError) as info:
+                await c.get("/x")
+        assert info.value.retry_after == 900.0
+
     def test_retry_safety_is_in_the_type(self) -> None:
         """ConnectError and ConnectTimeout were never sent; the others may have been."""
         assert not tether.ConnectError("x").sent
@@ -156,6 +164,8 @@ class TestJson:
             with pytest.raises(tether.ResponseValidationError) as info:
                 await c.get_json("/devices", model=list[Device])
         message = str(info.value)
+        assert "did not match list[" in message
+        assert "Device]" in message
         assert "0.id" in message
         assert "0.name" in message
         assert "secret-ish" not in message
@@ -236,6 +246,20 @@ class TestTimeouts:
         assert clock.sleeps == [1.0]
         assert isinstance(info.value.__cause__, tether.ServerError)
 
+    async def test_per_call_timeout_sets_every_limit(self) -> None:
+        """A Timeout passed to one call replaces the client's attempt and connect limits too."""
+        limits: list[tuple[float | None, float | None]] = []
+
+        def handler(request: tether.Request) -> tether.Response:
+            limits.append((request.timeout, request.connect_timeout))
+            return tether.Response(200)
+
+        c, _ = mock_client(handler, timeout=tether.Timeout(total=60, attempt=30, connect=10))
+        async with c:
+            await c.get("/x", timeout=tether.Timeout(total=None, attempt=2, connect=1))
+            await c.get("/x")
+        assert limits == [(2.0, 1.0), (30.0, 10.0)]
+
     async def test_float_timeout_bounds_the_whole_call(self) -> None:
         """timeout=3.0 caps the first attempt at 3 s and the connect phase too."""
         limits: list[tuple[float | None, float | None]] = []
@@ -279,6 +303,12 @@ class TestSyncClient:
             assert client.get_json("/device", model=Device) == Device(id=7, name="hall")
             with pytest.raises(tether.NotFoundError):
                 client.get("/missing")
+
+    def test_build_and_send(self, server_thread: str) -> None:
+        """SyncClient has build_request and send like Client."""
+        with tether.SyncClient(server_thread) as client:
+            request = client.build_request("GET", "/echo", params={"n": 3})
+            assert client.send(request).json() == {"n": 3}
 
     def test_closed_sync_client(self, server_thread: str) -> None:
         """A closed SyncClient refuses further calls; closing twice is harmless."""

@@ -98,3 +98,12 @@ async def test_streamed_body_cannot_be_redirected(server: LoopbackServer) -> Non
     async with tether.Client(server.url, retry=None) as c:
         with pytest.raises(tether.NetworkError, match="cannot be sent again"):
             await c.put("/a", content=chunks())
+
+
+async def test_redirect_loop_is_not_retried(server: LoopbackServer) -> None:
+    """A redirect loop would loop again, so the retry policy does not repeat the call."""
+    server.script("GET", "/loop", redirect(302, "/loop"))
+    async with tether.Client(server.url, max_redirects=2) as c:
+        with pytest.raises(tether.TooManyRedirects):
+            await c.get("/loop")
+    assert server.count("/loop") == 3

@@ -189,3 +189,22 @@ class TestSessionOwnership:
                 tether.Client(
                     "https://api.example.com", session=session, transport=HttpxTransport()
                 )
+
+
+async def test_slow_drip_is_bounded_by_the_attempt(
+    fault_server: FaultServer, make_transport: TransportFactory
+) -> None:
+    """A body that trickles in, each read fast, still ends when the attempt's time is up."""
+    fault_server.mode = "drip"
+    timeout = tether.Timeout(total=20, attempt=0.3, connect=5)
+    async with tether.Client(
+        fault_server.url, retry=None, timeout=timeout, transport=make_transport()
+    ) as c:
+        with pytest.raises(tether.ReadTimeout):
+            await c.get("/x")
+
+
+def test_verify_belongs_to_the_transport_tether_builds() -> None:
+    """verify= together with transport= is refused instead of being silently ignored."""
+    with pytest.raises(tether.ConfigError, match="TLS options"):
+        tether.Client("https://x.example.com", transport=HttpxTransport(), verify=False)

@@ -78,8 +78,11 @@ def classify_error(
     kind: str,
     idempotent_methods: frozenset[str],
     has_idempotency_key: bool,
+    retryable: bool = True,
 ) -> Verdict:
     """Verdict for a transport failure; `sent` is False when the server cannot have the request."""
+    if not retryable:
+        return Verdict(retry=False, reason=f"{kind} (repeating would fail the same way)")
     if not sent:
         return Verdict(retry=True, reason=f"{kind} (never sent)")
     if _replay_safe(method, idempotent_methods, has_idempotency_key):

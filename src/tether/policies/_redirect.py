@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from tether._errors import NetworkError
+from tether._errors import NetworkError, TooManyRedirects
 from tether._types import Send
 
 if TYPE_CHECKING:
@@ -53,11 +53,11 @@ class RedirectPolicy:
                 return response
             hops += 1
             if hops > self._max:
-                raise NetworkError(
+                raise TooManyRedirects(
                     f"{original.method} {original.redacted_url()}: more than {self._max} redirects",
                     request=original,
                 )
-            target = urljoin(response.url or request.url, location)
+            target = urljoin(request.url, location)
             request = self._next_request(request, response.status, target)
             response = await next_(request)
         return response

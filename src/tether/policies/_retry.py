@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HostState", "RetryPolicy"]
 
-#: Key under which a request may carry its own `Retry` instead of the client's.
+#: Keys under which a request may carry its own `Retry` and `Timeout` instead of the client's.
 RETRY_EXTENSION = "tether.retry"
+TIMEOUT_EXTENSION = "tether.timeout"
 
 
 class HostState:
@@ -108,8 +109,9 @@ class RetryPolicy:
             # One key per call, reused by every attempt: that is what makes the repeat safe.
             request.headers.setdefault(retry.idempotency_header, str(uuid.uuid4()))
         deadline = request.deadline
-        attempt_limit = self._timeout.attempt
-        connect_limit = self._timeout.connect
+        limits: Timeout = request.extensions.get(TIMEOUT_EXTENSION, self._timeout)
+        attempt_limit = limits.attempt
+        connect_limit = limits.connect
         started = now = clock.monotonic()
         if state.budget is not None:
             state.budget.deposit(started)
@@ -200,6 +202,7 @@ class RetryPolicy:
         verdict = classify_error(
             request.method,
             sent=error.sent,
+            retryable=error.retryable,
             kind=type(error).__name__,
             idempotent_methods=retry.idempotent_methods,
             has_idempotency_key=retry.idempotency_header in request.headers,

@@ -125,7 +125,8 @@ class AiohttpTransport:
                     headers=raw.headers,
                     content=body,
                     reason=raw.reason,
-                    url=str(raw.url),
+                    # Redirects are not followed here, so this is the URL that answered.
+                    url=request.url,
                     request=request,
                 )
         except RequestError:

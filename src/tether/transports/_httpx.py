@@ -6,6 +6,7 @@ you have, or name the module and let the transport build and own one.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -75,17 +76,25 @@ class HttpxTransport:
             request.timeout, connect=request.connect_timeout, pool=request.connect_timeout
         )
         try:
-            raw = await self._client.request(
-                request.method,
-                request.url,
-                params=request.params,
-                headers=list(request.headers.items()),
-                content=request.content,
-                timeout=timeout,
-                follow_redirects=False,
-            )
+            # httpx limits each read and write, not the exchange: a response that trickles in
+            # could outlive the attempt. This bounds the whole attempt, as aiohttp's total does.
+            async with asyncio.timeout(request.timeout):
+                raw = await self._client.request(
+                    request.method,
+                    request.url,
+                    params=request.params,
+                    headers=list(request.headers.items()),
+                    content=request.content,
+                    timeout=timeout,
+                    follow_redirects=False,
+                )
         except RequestError:
             raise
+        except TimeoutError as exc:
+            raise ReadTimeout(
+                f"{request.method} {request.redacted_url()} timed out waiting for the response",
+                request=request,
+            ) from exc
         except Exception as exc:
             mapped = self._map_error(exc, request)
             if mapped is exc:
@@ -97,7 +106,7 @@ class HttpxTransport:
             headers=headers,
             content=raw.content,
             reason=raw.reason_phrase,
-            url=str(raw.url),
+            url=request.url,
             request=request,
         )
 
