@@ -13,7 +13,8 @@ import itertools
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tether._client import Client
@@ -479,6 +480,11 @@ class MockAPI:
         for rule, fault in shaping:
             jitter = rule.jitter(fault.jitter) if isinstance(fault, Latency) else 0.0
             outcome = shape(outcome, fault, jitter=jitter)
+        if not any(name.lower() == "date" for name, _ in outcome.headers):
+            # The server's Date comes from the mock's clock: clients measure Retry-After
+            # dates against it, so with a FakeClock a loopback server must not use real time.
+            date = ("Date", formatdate(now_wall, usegmt=True))
+            outcome = replace(outcome, headers=(*outcome.headers, date))
         return outcome
 
     async def _answer(self, request: MockRequest, now_wall: float) -> Outcome:
