@@ -13,9 +13,10 @@ from tether._redact import Redactor
 from tether._types import SecretLike, Send, reveal
 
 if TYPE_CHECKING:
+    from tether._core._oauth import TokenSet
     from tether._models import Request, Response
 
-__all__ = ["Credential", "StaticCredential", "secret_value"]
+__all__ = ["Credential", "StaticCredential", "TokenSource", "secret_value"]
 
 
 def secret_value(name: str, value: SecretLike) -> SecretStr:
@@ -56,3 +57,29 @@ class StaticCredential(Credential):
     def send(self, request: Request, next_: Send) -> Awaitable[Response]:
         self.apply(request)
         return next_(request)
+
+
+class TokenSource(abc.ABC):
+    """Something that hands out access tokens that change over time (OAuth2, LoginExchange).
+
+    `Bearer` and `HeaderTemplate` accept one in place of a fixed token, so a custom scheme such
+    as Zoho's `Authorization: Zoho-oauthtoken <token>` can carry an OAuth2 access token.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def current_token(self) -> TokenSet:
+        """A token to send now; refreshed first when it is due."""
+
+    @abc.abstractmethod
+    async def renew_token(self, rejected: TokenSet) -> TokenSet:
+        """After a 401: a new token, unless `rejected` has already been replaced."""
+
+    @abc.abstractmethod
+    def redactor_for(self, base: Redactor) -> Redactor:
+        """`base` extended with every token value handed out so far."""
+
+    @abc.abstractmethod
+    def redactor(self) -> Redactor:
+        """The secrets known now (client secret, refresh token, ...)."""
