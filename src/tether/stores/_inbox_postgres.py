@@ -1,0 +1,539 @@
+"""The PostgreSQL inbox: asyncpg, group commit on insert, `FOR UPDATE SKIP LOCKED` leases.
+
+Deliveries queue in memory; one writer task takes everything queued and inserts it with a
+single statement (one round trip, one commit, one WAL flush), so deliveries that arrive while a
+commit is in flight share the next one. Every connection runs with synchronous_commit=on: a
+commit that returned is on disk, whatever the server's default says.
+
+Dispatchers in any number of processes claim due events with `FOR UPDATE SKIP LOCKED`, so
+they never wait on each other and never claim the same event twice while a lease holds.
+"""
+
+# ruff: noqa: S608 - table and schema names pass check_identifier; every value is bound
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tether._errors import ConfigError
+from tether.stores._inbox import (
+    EventStatus,
+    InboxEvent,
+    Lease,
+    NewEvent,
+    StoreError,
+    StoreStats,
+    check_identifier,
+    decode_handled,
+    decode_headers,
+    encode_handled,
+    encode_headers,
+    finished_statuses,
+)
+
+__all__ = ["PostgresInboxStore"]
+
+logger = logging.getLogger("tether.stores.inbox")
+
+_COLUMNS = (
+    "id, source, event_id, event_type, status, attempts, received_at, next_attempt_at, "
+    "completed_at, last_error, handled, headers, body, scheme, secret_index, signed_at, msg_id"
+)
+
+
+def _event(row: Any) -> InboxEvent:
+    return InboxEvent(
+        id=int(row[0]),
+        source=row[1],
+        event_id=row[2],
+        event_type=row[3],
+        status=EventStatus(row[4]),
+        attempts=int(row[5]),
+        received_at=float(row[6]),
+        next_attempt_at=float(row[7]),
+        completed_at=None if row[8] is None else float(row[8]),
+        last_error=row[9],
+        handled=decode_handled(row[10]),
+        headers=decode_headers(row[11]),
+        body=bytes(row[12]),
+        scheme=row[13],
+        secret_index=row[14],
+        signed_at=row[15],
+        msg_id=row[16],
+    )
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: NewEvent
+    future: asyncio.Future[int | None]
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg  # noqa: PLC0415 - an optional dependency
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class PostgresInboxStore:
+    """The inbox on PostgreSQL, for several receivers and dispatchers sharing one database.
+
+    Args:
+        dsn: a libpq connection URL, e.g. "postgresql://user@127.0.0.1:5432/app".
+        schema: the schema holding the table, created if missing.
+        table: the table's name.
+        min_size, max_size: the connection pool's bounds.
+        max_batch: the most deliveries one insert commit carries.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        table: str = "tether_inbox",
+        min_size: int = 2,
+        max_size: int = 10,
+        max_batch: int = 1024,
+    ) -> None:
+        if max_batch < 1:
+            raise ConfigError("max_batch must be at least 1")
+        if not 1 <= min_size <= max_size:
+            raise ConfigError("the pool needs 1 <= min_size <= max_size")
+        self._dsn = dsn
+        self.schema = check_identifier(schema, "schema")
+        self.table = check_identifier(table, "table")
+        self.min_size = min_size
+        self.max_size = max_size
+        self.max_batch = max_batch
+        self.stats = StoreStats()
+        self._qualified = f"{self.schema}.{self.table}"
+        self._pool: Any = None
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        # The DSN may carry a password: only the table is shown.
+        return f"PostgresInboxStore(table={self._qualified!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        async with self._opening:
+            if self._pool is not None:
+                return
+            if self._closed:
+                raise StoreError("this store was closed; make a new one")
+            try:
+                import asyncpg  # noqa: PLC0415 - an optional dependency
+            except ImportError:
+                raise ConfigError(
+                    "the PostgreSQL inbox needs asyncpg: pip install 'tether[postgres]'"
+                ) from None
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    server_settings={
+                        # A commit that returned must be on disk: that is what a 2xx promises.
+                        "synchronous_commit": "on",
+                        "application_name": "tether-inbox",
+                    },
+                )
+            except _database_errors() as exc:
+                raise StoreError(f"cannot connect to the PostgreSQL inbox: {_safe(exc)}") from None
+            try:
+                async with pool.acquire() as conn:
+                    await self._create_schema(conn)
+                    if await conn.fetchval("SHOW fsync") != "on":
+                        logger.warning(
+                            "PostgreSQL runs with fsync=off: acknowledged webhooks can be lost "
+                            "if the machine fails"
+                        )
+            except _database_errors() as exc:
+                await pool.close()
+                raise StoreError(f"cannot prepare the PostgreSQL inbox: {_safe(exc)}") from None
+            self._pool = pool
+            self._writer = asyncio.create_task(self._write_loop(), name="tether-inbox-pg-writer")
+
+    async def close(self) -> None:
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Let queued deliveries commit first: close() never drops a write.
+            while self._pending and not writer.done():
+                self._wake.set()
+                await asyncio.sleep(0)
+                await asyncio.wait({writer}, timeout=0.05)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(StoreError("the inbox store closed before committing"))
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> PostgresInboxStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _create_schema(self, conn: Any) -> None:
+        q = self._qualified
+        async with conn.transaction():
+            # Two processes creating the table at once would collide in the catalog.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", q)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            await conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {q} (
+                    id BIGSERIAL PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    event_type TEXT,
+                    status TEXT NOT NULL DEFAULT 'pending',
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    received_at DOUBLE PRECISION NOT NULL,
+                    next_attempt_at DOUBLE PRECISION NOT NULL,
+                    completed_at DOUBLE PRECISION,
+                    last_error TEXT,
+                    handled TEXT NOT NULL DEFAULT '[]',
+                    headers TEXT NOT NULL,
+                    body BYTEA NOT NULL,
+                    scheme TEXT NOT NULL,
+                    secret_index INTEGER,
+                    signed_at BIGINT,
+                    msg_id TEXT,
+                    claimed_until DOUBLE PRECISION,
+                    claim_token TEXT,
+                    UNIQUE (source, event_id)
+                )"""
+            )
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.table}_due ON {q} (next_attempt_at, id) "
+                "WHERE status = 'pending'"
+            )
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.table}_received ON {q} (status, received_at)"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            if self._closed:
+                raise StoreError("the inbox store is closed")
+            await self.open()
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _database_errors() as exc:
+            raise StoreError(f"PostgreSQL inbox: {_safe(exc)}") from None
+
+    # -- group commit ----------------------------------------------------------------------------
+
+    def _insert_sql(self) -> str:
+        return (
+            f"INSERT INTO {self._qualified} (source, event_id, event_type, received_at, "
+            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
+            "SELECT s, e, t, r, r, h, b, sc, si, sa, m FROM unnest($1::text[], $2::text[], "
+            "$3::text[], $4::float8[], $5::text[], $6::bytea[], $7::text[], $8::int4[], "
+            "$9::int8[], $10::text[]) AS u(s, e, t, r, h, b, sc, si, sa, m) "
+            "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id"
+        )
+
+    async def _write_loop(self) -> None:
+        sql = self._insert_sql()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [
+                    self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))
+                ]
+                failure = await self._insert(sql, batch)
+                if failure is None:
+                    continue
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(failure)
+                    continue
+                # One bad delivery must not fail the others that shared its commit.
+                for item in batch:
+                    failure = await self._insert(sql, [item])
+                    if failure is not None and not item.future.done():
+                        item.future.set_exception(failure)
+
+    async def _insert(self, sql: str, batch: list[_Pending]) -> BaseException | None:
+        """Insert `batch` in one commit and settle its futures; the failure, if any."""
+        events = [item.event for item in batch]
+        try:
+            async with self._connection() as conn:
+                rows = await conn.fetch(
+                    sql,
+                    [e.source for e in events],
+                    [e.event_id for e in events],
+                    [e.event_type for e in events],
+                    [e.received_at for e in events],
+                    [encode_headers(e.headers) for e in events],
+                    [e.body for e in events],
+                    [e.scheme for e in events],
+                    [e.secret_index for e in events],
+                    [e.signed_at for e in events],
+                    [e.msg_id for e in events],
+                )
+        except Exception as exc:
+            return (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError(f"PostgreSQL inbox: {_safe(exc)}")
+            )
+        inserted = {(row[1], row[2]): int(row[0]) for row in rows}
+        self.stats.record_batch(len(batch), len(inserted))
+        for item in batch:
+            # The same delivery twice in one batch: the first is new, the rest duplicates.
+            row_id = inserted.pop((item.event.source, item.event.event_id), None)
+            if not item.future.done():
+                item.future.set_result(row_id)
+        return None
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    async def add(self, event: NewEvent) -> int | None:
+        if self._writer is None or self._writer.done():
+            if self._closed:
+                raise StoreError("the inbox store is closed")
+            await self.open()
+            if self._writer is None or self._writer.done():
+                raise StoreError("the PostgreSQL inbox writer stopped")
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(event, future))
+        self._wake.set()
+        return await future
+
+    async def claim(self, *, now: float, limit: int, lease: float) -> list[Lease]:
+        token = uuid.uuid4().hex
+        until = now + lease
+        q = self._qualified
+        sql = (
+            f"UPDATE {q} SET claimed_until = $1, claim_token = $2, attempts = attempts + 1 "
+            f"WHERE id IN (SELECT id FROM {q} WHERE status = 'pending' AND next_attempt_at <= $3 "
+            "AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY next_attempt_at, id "
+            f"LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
+        )
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, until, token, now, limit)
+        events = sorted((_event(row) for row in rows), key=lambda e: (e.next_attempt_at, e.id))
+        return [Lease(event, token, until) for event in events]
+
+    async def renew(self, lease: Lease, *, handled: Sequence[str], until: float) -> Lease | None:
+        sql = (
+            f"UPDATE {self._qualified} SET handled = $1, claimed_until = $2 "
+            "WHERE id = $3 AND claim_token = $4 AND status = 'pending'"
+        )
+        async with self._connection() as conn:
+            done = await conn.execute(
+                sql, encode_handled(handled), until, lease.event.id, lease.token
+            )
+        if not _one_row(done):
+            return None
+        return Lease(lease.event, lease.token, until)
+
+    async def complete(
+        self, lease: Lease, *, status: EventStatus, handled: Sequence[str], now: float
+    ) -> bool:
+        if status not in (EventStatus.DELIVERED, EventStatus.IGNORED):
+            raise ConfigError("complete() finishes an event as DELIVERED or IGNORED")
+        sql = (
+            f"UPDATE {self._qualified} SET status = $1, handled = $2, completed_at = $3, "
+            "claimed_until = NULL, claim_token = NULL "
+            "WHERE id = $4 AND claim_token = $5 AND status = 'pending'"
+        )
+        async with self._connection() as conn:
+            done = await conn.execute(
+                sql, status.value, encode_handled(handled), now, lease.event.id, lease.token
+            )
+        return _one_row(done)
+
+    async def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        handled: Sequence[str],
+        retry_at: float | None,
+        now: float,
+    ) -> bool:
+        q = self._qualified
+        async with self._connection() as conn:
+            if retry_at is None:
+                done = await conn.execute(
+                    f"UPDATE {q} SET status = 'dead', last_error = $1, handled = $2, "
+                    "completed_at = $3, claimed_until = NULL, claim_token = NULL "
+                    "WHERE id = $4 AND claim_token = $5 AND status = 'pending'",
+                    error,
+                    encode_handled(handled),
+                    now,
+                    lease.event.id,
+                    lease.token,
+                )
+            else:
+                done = await conn.execute(
+                    f"UPDATE {q} SET last_error = $1, handled = $2, next_attempt_at = $3, "
+                    "claimed_until = NULL, claim_token = NULL "
+                    "WHERE id = $4 AND claim_token = $5 AND status = 'pending'",
+                    error,
+                    encode_handled(handled),
+                    retry_at,
+                    lease.event.id,
+                    lease.token,
+                )
+        return _one_row(done)
+
+    async def get(self, event_id: int) -> InboxEvent | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM {self._qualified} WHERE id = $1", event_id
+            )
+        return None if row is None else _event(row)
+
+    async def find(self, source: str, event_id: str) -> InboxEvent | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM {self._qualified} WHERE source = $1 AND event_id = $2",
+                source,
+                event_id,
+            )
+        return None if row is None else _event(row)
+
+    async def list(
+        self,
+        *,
+        source: str | None = None,
+        status: EventStatus | None = None,
+        event_type: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[InboxEvent]:
+        clauses: list[str] = []
+        params: list[object] = []
+        filters: tuple[tuple[str, object | None], ...] = (
+            ("source", source),
+            ("event_type", event_type),
+            ("status", None if status is None else EventStatus(status).value),
+        )
+        for column, value in filters:
+            if value is not None:
+                params.append(value)
+                clauses.append(f"{column} = ${len(params)}")
+        if before_id is not None:
+            params.append(before_id)
+            clauses.append(f"id < ${len(params)}")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(max(0, limit))
+        sql = (
+            f"SELECT {_COLUMNS} FROM {self._qualified} {where} ORDER BY id DESC "
+            f"LIMIT ${len(params)}"
+        )
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *params)
+        return [_event(row) for row in rows]
+
+    async def counts(self) -> dict[EventStatus, int]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT status, count(*) FROM {self._qualified} GROUP BY status"
+            )
+        found = {EventStatus(row[0]): int(row[1]) for row in rows}
+        return {status: found.get(status, 0) for status in EventStatus}
+
+    async def next_due(self) -> float | None:
+        async with self._connection() as conn:
+            value = await conn.fetchval(
+                "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) "
+                f"FROM {self._qualified} WHERE status = 'pending'"
+            )
+        return None if value is None else float(value)
+
+    async def replay(
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        status: EventStatus | None = None,
+        source: str | None = None,
+        now: float,
+    ) -> int:
+        params: list[object] = [now]
+        if ids is not None:
+            params.append([int(i) for i in ids])
+            where = "id = ANY($2::bigint[])"
+        elif status is None:
+            raise ConfigError("replay() needs ids= or status=")
+        else:
+            params.append(EventStatus(status).value)
+            where = "status = $2"
+            if source is not None:
+                params.append(source)
+                where += " AND source = $3"
+        sql = (
+            f"UPDATE {self._qualified} SET status = 'pending', attempts = 0, "
+            "next_attempt_at = $1, handled = '[]', completed_at = NULL, claimed_until = NULL, "
+            f"claim_token = NULL WHERE status != 'pending' AND {where}"
+        )
+        async with self._connection() as conn:
+            done = await conn.execute(sql, *params)
+        return _row_count(done)
+
+    async def purge(
+        self,
+        *,
+        before: float,
+        statuses: Iterable[EventStatus],
+        source: str | None = None,
+    ) -> int:
+        chosen = finished_statuses(statuses)
+        if not chosen:
+            return 0
+        sql = f"DELETE FROM {self._qualified} WHERE status = ANY($1::text[]) AND received_at < $2"
+        params: list[object] = [list(chosen), before]
+        if source is not None:
+            sql += " AND source = $3"
+            params.append(source)
+        async with self._connection() as conn:
+            done = await conn.execute(sql, *params)
+        return _row_count(done)
+
+
+def _row_count(status: str) -> int:
+    # asyncpg returns the command tag, e.g. "UPDATE 3" or "DELETE 0".
+    try:
+        return int(status.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _one_row(status: str) -> bool:
+    return _row_count(status) == 1
+
+
+def _safe(exc: BaseException) -> str:
+    # asyncpg messages name the user and database, never the password; keep the class for
+    # the reader and cut the length.
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
