@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,7 +75,7 @@ async def test_path_templates_feed_handlers() -> None:
     """A `{name}` path segment is captured and handed to a dynamic handler."""
     api = MockAPI(clock=FakeClock())
 
-    def user(request: MockRequest, params: dict[str, str]) -> Reply:
+    def user(request: MockRequest, params: Mapping[str, str]) -> Reply:
         return Reply(json={"id": params["user_id"], "method": request.method})
 
     api.stub("GET", "/users/{user_id}", handler=user)
