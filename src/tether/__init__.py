@@ -8,6 +8,7 @@ from tether._errors import (
     AuthenticationError,
     AuthError,
     BadRequestError,
+    BulkheadFull,
     CircuitOpenError,
     ConfigError,
     ConflictError,
@@ -34,6 +35,7 @@ from tether._errors import (
     WebhookVerificationError,
     WebhookVerificationReason,
 )
+from tether._flow import Breaker, BreakerEvent, Bulkhead, RateLimit, RateLimiter
 from tether._models import Headers, Request, Response
 from tether._observe import RetryEvent
 from tether._version import __version__
@@ -43,6 +45,10 @@ __all__ = [
     "AuthError",
     "AuthenticationError",
     "BadRequestError",
+    "Breaker",
+    "BreakerEvent",
+    "Bulkhead",
+    "BulkheadFull",
     "CircuitOpenError",
     "Client",
     "Clock",
@@ -58,8 +64,10 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateLimit",
     "RateLimitError",
     "RateLimitWaitTooLong",
+    "RateLimiter",
     "ReadTimeout",
     "ReauthRequired",
     "Request",

@@ -21,14 +21,18 @@ from pydantic import TypeAdapter, ValidationError
 from tether._clock import Clock, SystemClock
 from tether._config import NO_RETRY, Retry, Timeout
 from tether._errors import ConfigError, ResponseValidationError
+from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
 from tether._models import Content, Request, Response
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
 from tether._redact import Redactor
 from tether._status import status_error
-from tether._types import SecretLike, reveal
+from tether._types import SecretLike, Send, reveal
 from tether._version import __version__
 from tether.auth._base import Credential
 from tether.policies._base import Policy, build_pipeline
+from tether.policies._breaker import BreakerPolicy
+from tether.policies._bulkhead import BulkheadPolicy
+from tether.policies._ratelimit import COST_EXTENSION, RateLimitPolicy
 from tether.policies._redirect import RedirectPolicy
 from tether.policies._retry import RETRY_EXTENSION, TIMEOUT_EXTENSION, RetryPolicy
 from tether.transports._aiohttp import AiohttpTransport, VerifyTypes
@@ -132,6 +136,10 @@ class Client:
             logged URLs, reprs and errors, and dropped on a redirect to another origin.
         secrets: Secret values hidden wherever they appear, beside the credential's own.
         on_request, on_response, on_retry: Event hooks, sync or async, called per attempt.
+        rate_limit: `"60/min"`, a `RateLimit`, a (shareable) `RateLimiter`, `"adaptive"`, or a
+            list of them, all acquired together before each attempt.
+        breaker: A `Breaker`: stop calling a host that is failing, probe it, recover.
+        bulkhead: A `Bulkhead`: at most N requests in flight, a bounded queue behind them.
         clock: The time source; tests pass `tether.testing.FakeClock`.
     """
 
@@ -157,6 +165,9 @@ class Client:
         on_request: RequestHook | Sequence[RequestHook] | None = None,
         on_response: ResponseHook | Sequence[ResponseHook] | None = None,
         on_retry: RetryHook | Sequence[RetryHook] | None = None,
+        rate_limit: RateLimitTypes | None = None,
+        breaker: Breaker | None = None,
+        bulkhead: Bulkhead | None = None,
         clock: Clock | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, Credential):
@@ -206,14 +217,54 @@ class Client:
         self._retry_policy = RetryPolicy(
             retry=self._retry, timeout=self._timeout, clock=self._clock, observer=self._observer
         )
+        self._send = self._build_pipeline(
+            transport,
+            auth=auth,
+            rate_limit=rate_limit,
+            breaker=breaker,
+            bulkhead=bulkhead,
+            follow_redirects=follow_redirects,
+            max_redirects=max_redirects,
+        )
+        self._state = ClientState.UNOPENED
+        self._urls: dict[str, str] = {}
+
+    def _build_pipeline(
+        self,
+        transport: AsyncTransport,
+        *,
+        auth: Credential | None,
+        rate_limit: RateLimitTypes | None,
+        breaker: Breaker | None,
+        bulkhead: Bulkhead | None,
+        follow_redirects: bool,
+        max_redirects: int,
+    ) -> Send:
+        if breaker is not None and not isinstance(breaker, Breaker):
+            raise ConfigError(f"breaker must be a tether.Breaker or None, got {breaker!r}")
+        if bulkhead is not None and not isinstance(bulkhead, Bulkhead):
+            raise ConfigError(f"bulkhead must be a tether.Bulkhead or None, got {bulkhead!r}")
+        # Order, outermost first: retry -> rate limit -> bulkhead -> breaker -> auth ->
+        # redirects -> transport. Each attempt takes its own rate-limit slot (the server counts
+        # attempts); the breaker times only the real exchange, not the waits before it.
         policies: list[Policy] = [self._retry_policy]
+        limiters = rate_limiters(rate_limit)
+        self.rate_limiters = limiters
+        if limiters:
+            credential_key = f"{type(auth).__name__}:{id(auth):x}" if auth is not None else ""
+            policies.append(
+                RateLimitPolicy(limiters, clock=self._clock, credential_key=credential_key)
+            )
+        if bulkhead is not None:
+            policies.append(BulkheadPolicy(bulkhead, clock=self._clock))
+        self._breaker = BreakerPolicy(breaker, clock=self._clock) if breaker is not None else None
+        if self._breaker is not None:
+            policies.append(self._breaker)
         if auth is not None:
             policies.append(auth)
         if follow_redirects:
             policies.append(RedirectPolicy(max_redirects=max_redirects))
-        self._send = build_pipeline(policies, transport.send)
-        self._state = ClientState.UNOPENED
-        self._urls: dict[str, str] = {}
+        return build_pipeline(policies, transport.send)
 
     def _check_base_url(self, base_url: str | None) -> str | None:
         if base_url is None:
@@ -338,8 +389,13 @@ class Client:
         timeout: Timeout | float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: Retry | UseClientDefault | None = USE_CLIENT_DEFAULT,
         raise_for_status: bool | None = None,
+        cost: float | tuple[float, ...] = 1.0,
     ) -> Response:
-        """Send one request; every client option except the transport can be overridden here."""
+        """Send one request; every client option except the transport can be overridden here.
+
+        `cost` weighs the request for the rate limiters (tokens for an LLM API, say): one
+        number for every limit, or one per limit.
+        """
         request = self.build_request(
             method,
             url,
@@ -350,6 +406,8 @@ class Client:
             content=content,
             timeout=timeout,
         )
+        if cost != 1.0:
+            request.extensions[COST_EXTENSION] = cost
         # The pipeline is awaited here rather than through send(): one frame less per call.
         self._prepare(request, retry)
         return self._finish(await self._send(request), raise_for_status)
@@ -406,6 +464,12 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def circuits(self) -> dict[str, str]:
+        """Each circuit's state ("closed", "open", "half_open") by host; empty without a breaker."""
+        if self._breaker is None:
+            return {}
+        return {key: str(state) for key, state in self._breaker.states().items()}
 
     def __repr__(self) -> str:
         base = self._redactor.url(self._base_url) if self._base_url else None

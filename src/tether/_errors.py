@@ -17,6 +17,7 @@
       RetryBudgetExhausted
       DeadlineExceeded
       RateLimitWaitTooLong         .wait
+      BulkheadFull                 too many requests already waiting for a slot
       ResponseValidationError      the body did not match the model
       AuthError                    token endpoint failures
         ReauthRequired             invalid_grant: a person must sign in again
@@ -38,6 +39,7 @@ __all__ = [
     "AuthError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkheadFull",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
@@ -225,6 +227,10 @@ class RateLimitWaitTooLong(TetherError):
     def __init__(self, message: str, *, wait: float) -> None:
         super().__init__(message)
         self.wait = wait
+
+
+class BulkheadFull(TetherError):
+    """The concurrency limit's queue is full; the request was not sent."""
 
 
 class ResponseValidationError(TetherError):

@@ -1,0 +1,127 @@
+"""The circuit-breaker policy: stop calling a host that is down, probe it, recover."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from tether._clock import Clock
+from tether._core._breaker import BreakerState, CircuitState, ErrorKind, Transition, classify
+from tether._errors import (
+    CircuitOpenError,
+    ConnectError,
+    ConnectTimeout,
+    RequestError,
+    TimeoutError,
+)
+from tether._flow import Breaker, BreakerEvent
+from tether._types import Send
+
+if TYPE_CHECKING:
+    from tether._models import Request, Response
+
+__all__ = ["BreakerPolicy"]
+
+logger = logging.getLogger("tether")
+
+
+def _error_kind(error: RequestError) -> ErrorKind:
+    if isinstance(error, ConnectError | ConnectTimeout):
+        return ErrorKind.CONNECT
+    if isinstance(error, TimeoutError):
+        return ErrorKind.TIMEOUT
+    return ErrorKind.NETWORK
+
+
+class BreakerPolicy:
+    """Records every attempt's outcome; an open circuit raises `CircuitOpenError` unsent.
+
+    It sits inside the retry loop, so each attempt counts and an opening circuit ends the
+    remaining retries at once instead of letting them pile onto a failing host.
+    """
+
+    __slots__ = ("_clock", "_settings", "_states")
+
+    def __init__(self, settings: Breaker, *, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._states: dict[str, BreakerState] = {}
+
+    def state(self, key: str) -> BreakerState:
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = BreakerState(self._settings.config())
+        return state
+
+    def states(self) -> dict[str, CircuitState]:
+        """The state of every circuit seen so far, by host (or "" for scope="client")."""
+        return {key: state.state for key, state in self._states.items()}
+
+    def _key(self, request: Request) -> str:
+        if self._settings.scope == "client":
+            return ""
+        url = request.url
+        end = url.find("/", url.find("://") + 3)
+        return url if end < 0 else url[:end]
+
+    async def send(self, request: Request, next_: Send) -> Response:
+        clock = self._clock
+        key = self._key(request)
+        state = self.state(key)
+        started = clock.monotonic()
+        decision = state.allow(started)
+        if decision.transition is not None:
+            self._report(key, decision.transition)
+        if not decision.admitted:
+            retry_at = decision.retry_at if decision.retry_at is not None else started
+            raise CircuitOpenError(
+                f"{request.method} {request.redacted_url()}: the circuit for {key or 'this client'}"
+                f" is open; it lets a probe through in {max(0.0, retry_at - started):.1f} s",
+                retry_at=retry_at,
+            )
+        # Every admitted call must report back, or a half-open circuit waits for its probe
+        # forever.
+        outcome = classify(None, ErrorKind.CANCELLED)
+        try:
+            response = await next_(request)
+        except RequestError as error:
+            outcome = classify(None, _error_kind(error))
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            outcome = classify(None, ErrorKind.OTHER)
+            raise
+        else:
+            outcome = classify(response.status, ignored_statuses=self._settings.ignore_statuses)
+            return response
+        finally:
+            now = clock.monotonic()
+            transition = state.record(now, outcome, now - started)
+            if transition is not None:
+                self._report(key, transition)
+
+    def _report(self, key: str, transition: Transition) -> None:
+        event = BreakerEvent.of(key, transition)
+        level = logging.WARNING if event.to_state is CircuitState.OPEN else logging.INFO
+        if logger.isEnabledFor(level):
+            detail = ""
+            if event.failure_rate is not None:
+                detail = f" (failure rate {event.failure_rate:.0%}"
+                if event.slow_call_rate:
+                    detail += f", slow calls {event.slow_call_rate:.0%}"
+                detail += ")"
+            logger.log(
+                level,
+                "circuit for %s: %s -> %s, %s%s",
+                key or "client",
+                event.from_state,
+                event.to_state,
+                event.reason,
+                detail,
+                extra={"circuit": key, "circuit_state": str(event.to_state)},
+            )
+        hook = self._settings.on_state_change
+        if hook is not None:
+            hook(event)

@@ -1,0 +1,134 @@
+"""The rate-limit policy: wait for a slot before each attempt, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from tether._clock import Clock
+from tether._core._advice import parse_retry_after
+from tether._core._ratelimit import Cost
+from tether._errors import BulkheadFull, CircuitOpenError, RateLimitWaitTooLong
+from tether._flow import RateLimiter
+from tether._types import Send
+
+if TYPE_CHECKING:
+    from tether._models import Request, Response
+
+__all__ = ["COST_EXTENSION", "RateLimitPolicy"]
+
+#: Key under which a request carries its weight (`cost=` on client calls).
+COST_EXTENSION = "tether.cost"
+
+
+def _origin_and_path(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/"
+
+
+class RateLimitPolicy:
+    """Acquires every applicable limiter atomically, then sends.
+
+    Several limiters (say a client-wide 10/s and a `/search*` group at 30/min) are acquired
+    together: the wait is the longest of them and every one is charged at the same departure
+    time, so no limiter is spent while another still holds the request back.
+    """
+
+    __slots__ = ("_clock", "_credential_key", "_limiters", "_split")
+
+    def __init__(
+        self, limiters: Sequence[RateLimiter], *, clock: Clock, credential_key: str
+    ) -> None:
+        self._limiters = tuple(limiters)
+        self._clock = clock
+        self._credential_key = credential_key
+        self._split: dict[str, tuple[str, str]] = {}
+
+    def _locate(self, url: str) -> tuple[str, str]:
+        located = self._split.get(url)
+        if located is None:
+            located = _origin_and_path(url)
+            if len(self._split) >= 4096:
+                self._split.clear()
+            self._split[url] = located
+        return located
+
+    def _key(self, limiter: RateLimiter, origin: str) -> str:
+        if limiter.scope == "client":
+            return ""
+        if limiter.scope == "host":
+            return origin
+        return self._credential_key
+
+    async def send(self, request: Request, next_: Send) -> Response:
+        clock = self._clock
+        cost: Cost = request.extensions.get(COST_EXTENSION, 1.0)
+        origin, path = self._locate(request.url)
+        now = clock.monotonic()
+        held: list[tuple[RateLimiter, str]] = []
+        wait = 0.0
+        max_wait: float | None = None
+        for limiter in self._limiters:
+            if not limiter.applies(path):
+                continue
+            key = self._key(limiter, origin)
+            held.append((limiter, key))
+            wait = max(wait, limiter.wait(key, now, cost))
+            if limiter.max_wait is not None:
+                max_wait = limiter.max_wait if max_wait is None else min(max_wait, limiter.max_wait)
+        if not held:
+            return await next_(request)
+        deadline = request.deadline
+        if max_wait is not None and wait > max_wait:
+            raise RateLimitWaitTooLong(
+                f"{request.method} {request.redacted_url()}: the rate limit would hold this "
+                f"request {wait:.1f} s, more than max_wait={max_wait:g} s",
+                wait=wait,
+            )
+        if deadline is not None and wait > 0 and now + wait >= deadline:
+            raise RateLimitWaitTooLong(
+                f"{request.method} {request.redacted_url()}: the rate limit would hold this "
+                f"request {wait:.1f} s, past the call's deadline",
+                wait=wait,
+            )
+        departure = now + wait
+        for limiter, key in held:
+            limiter.reserve(key, departure, cost)
+        if wait > 0:
+            try:
+                await clock.sleep(wait)
+            except asyncio.CancelledError:
+                # A caller that gave up must not keep a slot the next request could use.
+                for limiter, key in held:
+                    limiter.refund(key, clock.monotonic(), cost)
+                raise
+        try:
+            response = await next_(request)
+        except (CircuitOpenError, BulkheadFull):
+            # Refused locally, nothing was sent: the slot goes back to the next request.
+            for limiter, key in held:
+                limiter.refund(key, clock.monotonic(), cost)
+            raise
+        if any(limiter.adaptive for limiter, _ in held):
+            self._observe(held, response)
+        return response
+
+    def _observe(self, held: list[tuple[RateLimiter, str]], response: Response) -> None:
+        clock = self._clock
+        now_wall = clock.time()
+        retry_after = (
+            parse_retry_after(response.headers, now_wall=now_wall)
+            if response.status == 429
+            else None
+        )
+        for limiter, key in held:
+            limiter.observe(
+                key,
+                clock.monotonic(),
+                status=response.status,
+                headers=response.headers,
+                now_wall=now_wall,
+                retry_after=retry_after,
+            )
