@@ -7,6 +7,15 @@ replaying traffic with secrets scrubbed. See docs/testing-kit.md.
 """
 
 from tether._clock import FakeClock
+from tether.testing._cassette import (
+    SENSITIVE_FIELDS,
+    Cassette,
+    CassetteError,
+    CassetteLeak,
+    CassetteMismatch,
+    CassetteMode,
+)
+from tether.testing._definition import build_mock_api, load_definition
 from tether.testing._faults import (
     Drip,
     EmptyResponse,
@@ -43,7 +52,13 @@ from tether.transports._mock import MockTransport
 __all__ = [
     "ABSENT",
     "ANY",
+    "SENSITIVE_FIELDS",
     "STARTED",
+    "Cassette",
+    "CassetteError",
+    "CassetteLeak",
+    "CassetteMismatch",
+    "CassetteMode",
     "Collection",
     "CursorPages",
     "Drip",
@@ -77,5 +92,7 @@ __all__ = [
     "TokenRecord",
     "Truncate",
     "Unmatched",
+    "build_mock_api",
+    "load_definition",
     "no_wait",
 ]
