@@ -394,6 +394,10 @@ class MockAPI:
     def rules(self) -> tuple[FaultRule, ...]:
         return tuple(self._rules)
 
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
     def scenario_state(self, scenario: str) -> str:
         return self._scenarios.get(scenario, STARTED)
 
