@@ -1,0 +1,169 @@
+"""A verified delivery, and how an event's id and type are read from it.
+
+`id_from=` and `type_from=` on a `Source` take a callable `(Delivery) -> str | None` or one of
+these strings, which configuration files can carry too:
+
+    "msg_id"            the id the scheme verified or reported (webhook-id, X-GitHub-Delivery, ...)
+    "header:<Name>"     a request header
+    "json:<a.b.c>"      a field of the JSON body; digits index into lists
+    "body_sha256"       "sha256:" and the hex SHA-256 of the body
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tether._errors import ConfigError
+from tether.webhooks._result import VerifiedWebhook
+
+__all__ = ["Delivery", "Extractor", "body_sha256", "compile_extractor", "default_extractors"]
+
+_UNPARSED: Any = object()
+
+
+class Delivery:
+    """One received request that passed verification, as `id_from`/`type_from` see it."""
+
+    __slots__ = ("_json", "body", "content_type", "headers", "source", "verified")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: str,
+        verified: VerifiedWebhook,
+    ) -> None:
+        self.source = source
+        #: The request headers; lookups are case-insensitive.
+        self.headers = headers
+        self.body = body
+        #: The media type, lower-cased and without parameters, e.g. "application/json".
+        self.content_type = content_type
+        self.verified = verified
+        self._json: Any = _UNPARSED
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON; parsed at most once."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = json.loads(self.body)
+            except ValueError:  # includes UnicodeDecodeError
+                self._json = None
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"Delivery(source={self.source!r}, bytes={len(self.body)})"
+
+
+Extractor = Callable[[Delivery], str | None]
+
+
+def body_sha256(delivery: Delivery) -> str:
+    """The fallback event id: a hash of the exact body, so identical redeliveries match."""
+    return "sha256:" + hashlib.sha256(delivery.body).hexdigest()
+
+
+def _msg_id(delivery: Delivery) -> str | None:
+    return delivery.verified.msg_id
+
+
+def _text(value: object) -> str | None:
+    # Ids are strings or integers in every provider's JSON; objects and floats are not ids.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int):
+        return str(value)
+    return None
+
+
+def _json_path(path: str) -> Extractor:
+    steps = path.split(".")
+    if not path or any(not step for step in steps):
+        raise ConfigError(f"json:{path} is not a dotted path such as json:data.object.id")
+
+    def extract(delivery: Delivery) -> str | None:
+        value = delivery.json()
+        for step in steps:
+            if isinstance(value, dict):
+                value = value.get(step)
+            elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+                value = value[int(step)]
+            else:
+                return None
+        return _text(value)
+
+    return extract
+
+
+def _header(name: str) -> Extractor:
+    if not name or any(c in name for c in " :\r\n"):
+        raise ConfigError(f"header:{name} is not a header name")
+
+    def extract(delivery: Delivery) -> str | None:
+        return delivery.headers.get(name) or None
+
+    return extract
+
+
+def compile_extractor(spec: str | Extractor, what: str) -> Extractor:
+    """`spec` as a callable; strings are parsed now, so a typo fails at configuration time.
+
+    Raises:
+        ConfigError: a string that is not one of the documented forms.
+    """
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(f"{what} must be a callable or a string, not {type(spec).__name__}")
+    kind, _, argument = spec.partition(":")
+    if spec == "msg_id":
+        return _msg_id
+    if spec == "body_sha256":
+        return body_sha256
+    if kind == "header" and argument:
+        return _header(argument)
+    if kind == "json" and argument:
+        return _json_path(argument)
+    raise ConfigError(
+        f"{what}={spec!r} is not understood: use 'msg_id', 'body_sha256', "
+        "'header:<Name>', 'json:<dotted.path>' or a callable"
+    )
+
+
+def _first(*extractors: Extractor) -> Extractor:
+    def extract(delivery: Delivery) -> str | None:
+        for extractor in extractors:
+            if (found := extractor(delivery)) is not None:
+                return found
+        return None
+
+    return extract
+
+
+# Where each provider puts its event's id and type. Stripe and Slack send no id header: the id
+# is in the JSON body (Stripe's event "id", Slack's Events API "event_id").
+_DEFAULT_IDS: dict[str, Extractor] = {
+    "stripe": _json_path("id"),
+    "slack": _json_path("event_id"),
+}
+_DEFAULT_TYPES: dict[str, Extractor | None] = {
+    "standard": _json_path("type"),
+    "stripe": _json_path("type"),
+    "github": _header("X-GitHub-Event"),
+    "slack": _first(_json_path("event.type"), _json_path("type")),
+    "shopify": _header("X-Shopify-Topic"),
+    "twilio": None,
+    "hmac": _json_path("type"),
+}
+
+
+def default_extractors(scheme: str) -> tuple[Extractor, Extractor | None]:
+    """The id and type extractors a source of `scheme` uses unless told otherwise."""
+    return _DEFAULT_IDS.get(scheme, _msg_id), _DEFAULT_TYPES.get(scheme)
