@@ -65,7 +65,7 @@ class RateLimit:
 class _Bucket:
     """The state behind one scope key: configured limits plus, when adaptive, the server's."""
 
-    __slots__ = ("adaptive", "adaptive_gcra", "adaptive_version", "gcra")
+    __slots__ = ("adaptive", "adaptive_gcra", "adaptive_version", "gcra", "policy_gcra")
 
     def __init__(self, limits: tuple[Limit, ...], adaptive: bool) -> None:
         self.gcra = GCRA(*limits) if limits else None
@@ -73,6 +73,16 @@ class _Bucket:
         self.adaptive = AdaptiveRate(ceiling=ceiling) if adaptive else None
         self.adaptive_gcra: GCRA | None = None
         self.adaptive_version = -1
+        #: Paces at the quota the server advertises (`RateLimit-Policy: q=..;w=..`).
+        self.policy_gcra: GCRA | None = None
+
+    def follow_policy(self, limit: Limit, now: float) -> None:
+        gcra = self.policy_gcra
+        if gcra is None:
+            self.policy_gcra = gcra = GCRA(limit)
+            gcra.reserve(now)  # the request that carried the policy used a slot
+        elif gcra.limits != (limit,):
+            gcra.retune(limit)
 
     def sync_adaptive(self, now: float) -> None:
         adaptive = self.adaptive
@@ -174,6 +184,8 @@ class RateLimiter:
             if bucket.adaptive_gcra is not None:
                 wait = max(wait, bucket.adaptive_gcra.peek(now, _scalar(cost)))
             wait = max(wait, bucket.adaptive.resume_at - now)
+            if bucket.policy_gcra is not None:
+                wait = max(wait, bucket.policy_gcra.peek(now, _scalar(cost)))
         return wait
 
     def reserve(self, key: str, departure: float, cost: Cost) -> None:
@@ -184,6 +196,8 @@ class RateLimiter:
         if bucket.adaptive is not None:
             if bucket.adaptive_gcra is not None:
                 bucket.adaptive_gcra.reserve(departure, _scalar(cost))
+            if bucket.policy_gcra is not None:
+                bucket.policy_gcra.reserve(departure, _scalar(cost))
             bucket.adaptive.sent(departure, _scalar(cost))
 
     def refund(self, key: str, now: float, cost: Cost) -> None:
@@ -195,6 +209,8 @@ class RateLimiter:
             bucket.gcra.refund(now, cost)
         if bucket.adaptive_gcra is not None:
             bucket.adaptive_gcra.refund(now, _scalar(cost))
+        if bucket.policy_gcra is not None:
+            bucket.policy_gcra.refund(now, _scalar(cost))
 
     def observe(
         self,
@@ -212,14 +228,29 @@ class RateLimiter:
             return
         adaptive = bucket.adaptive
         quota = parse_quota(headers, now_wall=now_wall)  # type: ignore[arg-type]
-        if quota is not None:
-            adaptive.observe(
-                now,
-                remaining=quota.remaining,
-                reset_in=quota.reset_in,
-                limit=quota.limit,
-            )
-        if status == 429:
+        policy = None
+        if quota is not None and quota.limit and quota.window and quota.unit in (None, "requests"):
+            # The server said what it sustains: pace at limit/window, evenly.
+            policy = quota.limit / quota.window
+            bucket.follow_policy(Limit(rate=quota.limit, per=quota.window), now)
+        if quota is not None and quota.remaining is not None and quota.reset_in is not None:
+            remaining, reset_in, limit = quota.remaining, quota.reset_in, quota.limit
+            if policy is None:
+                adaptive.observe(now, remaining=remaining, reset_in=reset_in, limit=limit)
+            # With a known policy, `t` (whole seconds, rounded up) may overstate the reset by
+            # up to a second, which on short windows is most of it: use its lower bound unless
+            # the server actually refused us.
+            elif status == 429:
+                wait = retry_after if retry_after is not None else reset_in
+                adaptive.observe(now, remaining=0, reset_in=wait, limit=limit)
+            elif remaining == 0:
+                adaptive.observe(now, remaining=0, reset_in=max(0.0, reset_in - 1.0), limit=limit)
+            elif remaining < policy * max(0.0, reset_in - 1.0):
+                # Less left than our pace needs even at the earliest reset: someone else is
+                # spending this quota, so spread what is left.
+                adaptive.observe(now, remaining=remaining, reset_in=reset_in, limit=limit)
+        if status == 429 and policy is None:
+            # No quota to go by: back off multiplicatively (AIMD).
             adaptive.throttled(now, retry_after=retry_after)
         elif status < 400:
             adaptive.succeeded(now)
@@ -232,6 +263,9 @@ class RateLimiter:
             adaptive_rate = bucket.adaptive.rate
             if adaptive_rate is not None:
                 rates.append(adaptive_rate)
+            if bucket.policy_gcra is not None:
+                (policy,) = bucket.policy_gcra.limits
+                rates.append(policy.rate / policy.per)
         return min(rates, default=None)
 
     def __repr__(self) -> str:

@@ -240,6 +240,45 @@ class TestAdaptive:
                 await client.get("/x")
         assert clock.sleeps == [pytest.approx(2.0)] * 2
 
+    async def test_advertised_policy_sets_the_pace(self) -> None:
+        """With RateLimit-Policy q=10;w=1 the client paces at 10/s, and the last slot of a
+        window (r=0, t=1) does not stall it a whole second."""
+        left = iter([5, 0, 9])
+
+        def handler(_: tether.Request) -> tether.Response:
+            headers = {
+                "RateLimit-Policy": '"default";q=10;w=1',
+                "RateLimit": f'"default";r={next(left)};t=1',
+            }
+            return tether.Response(200, headers=headers)
+
+        client, clock, _ = make(handler, rate_limit="adaptive")
+        async with client:
+            for _ in range(3):
+                await client.get("/x")
+        assert clock.sleeps == [pytest.approx(0.1)] * 2
+
+    async def test_refusal_under_a_policy_waits_as_advised(self) -> None:
+        """A 429 that carries the policy pauses for its Retry-After, not for a halved rate."""
+        answers = iter([429, 200])
+
+        def handler(_: tether.Request) -> tether.Response:
+            headers = {
+                "RateLimit-Policy": '"default";q=10;w=1',
+                "RateLimit": '"default";r=0;t=1',
+                "Retry-After": "3",
+            }
+            return tether.Response(next(answers), headers=headers)
+
+        limiter = tether.RateLimiter(adaptive=True)
+        client, clock, _ = make(handler, rate_limit=limiter)
+        async with client:
+            with pytest.raises(tether.RateLimitError):
+                await client.get("/x")
+            await client.get("/x")
+        assert limiter.current_rate() == pytest.approx(10.0)
+        assert clock.sleeps == [pytest.approx(3.0)]
+
     async def test_throttle_halves_the_measured_rate(self) -> None:
         """A bare 429 cuts the rate the client was sending at."""
         statuses = iter([200] * 10 + [429] + [200] * 3)
