@@ -82,6 +82,25 @@ async def tether_client(url: str, total: int, concurrency: int) -> float:
         return await drive(one, total, concurrency)
 
 
+async def tether_all_policies(url: str, total: int, concurrency: int) -> float:
+    import tether
+
+    async with tether.Client(
+        url,
+        retry=tether.Retry(attempts=3),
+        timeout=30.0,
+        rate_limit=tether.RateLimiter("1000000/s", max_wait=None),
+        breaker=tether.Breaker(),
+        bulkhead=tether.Bulkhead(max_concurrent=100),
+    ) as client:
+
+        async def one() -> object:
+            return (await client.get("/devices/1")).json()
+
+        await drive(one, 200, concurrency)
+        return await drive(one, total, concurrency)
+
+
 async def httpx_tenacity_aiolimiter(url: str, total: int, concurrency: int) -> float:
     import httpx
     from aiolimiter import AsyncLimiter
@@ -171,10 +190,10 @@ def sync_httpx(url: str, total: int) -> float:
 
 def table(title: str, rows: dict[str, float], reference: str) -> None:
     print(f"\n{title}")
-    print(f"{'contender':<44}{'req/s':>10}{'vs ' + reference:>22}")
+    print(f"{'contender':<50}{'req/s':>10}{'vs ' + reference:>22}")
     base = rows[reference]
     for name, rate in rows.items():
-        print(f"{name:<44}{rate:>10.0f}{rate / base:>21.2f}x")
+        print(f"{name:<50}{rate:>10.0f}{rate / base:>21.2f}x")
 
 
 def main() -> None:
@@ -199,6 +218,7 @@ def main() -> None:
         contenders: dict[str, Callable[[str, int, int], Awaitable[float]]] = {
             "raw aiohttp": raw_aiohttp,
             "tether.Client (retry + deadline + logging)": tether_client,
+            "tether.Client (+ rate limit, breaker, bulkhead)": tether_all_policies,
             "httpx + tenacity + aiolimiter": httpx_tenacity_aiolimiter,
             "httpx2": raw_httpx2,
         }
@@ -220,6 +240,9 @@ def main() -> None:
             f"tether / httpx+tenacity+aiolimiter = "
             f"{tether_rate / best['httpx + tenacity + aiolimiter']:.2f} (goal >= 5)"
         )
+        everything = best["tether.Client (+ rate limit, breaker, bulkhead)"]
+        ratio = everything / best["raw aiohttp"]
+        print(f"tether with every policy / raw aiohttp = {ratio:.2f} (goal >= 0.85)")
         sync_contenders: dict[str, Callable[[str, int], float]] = {
             "tether.SyncClient": sync_tether,
             "requests": sync_requests,
