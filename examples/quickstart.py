@@ -33,14 +33,20 @@ def make_app() -> web.Application:
 
     async def weather(request: web.Request) -> web.Response:
         if request.query.get("appid") != API_KEY:
-            return web.json_response({"error": f"invalid key {request.query.get('appid')}"}, status=401)
+            return web.json_response(
+                {"error": f"invalid key {request.query.get('appid')}"}, status=401
+            )
         if count("weather") == 1:
-            return web.json_response({"error": "warming up"}, status=503, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": "warming up"}, status=503, headers={"Retry-After": "1"}
+            )
         return web.json_response({"city": request.query["q"], "temperature": 21.5})
 
     async def alerts(_: web.Request) -> web.Response:
         if count("alerts") <= 2:
-            return web.json_response({"error": "slow down"}, status=429, headers={"retry-after-ms": "300"})
+            return web.json_response(
+                {"error": "slow down"}, status=429, headers={"retry-after-ms": "300"}
+            )
         return web.json_response({"alerts": []})
 
     async def slow(_: web.Request) -> web.Response:
@@ -48,7 +54,9 @@ def make_app() -> web.Application:
         return web.json_response({})
 
     async def report(request: web.Request) -> web.Response:
-        return web.json_response({"error": f"key {request.query.get('appid')} is not allowed here"}, status=403)
+        return web.json_response(
+            {"error": f"key {request.query.get('appid')} is not allowed here"}, status=403
+        )
 
     app = web.Application()
     app.router.add_get("/v1/weather", weather)
@@ -79,7 +87,8 @@ async def main() -> int:
 
         print("2. two 429s with retry-after-ms: 300; the third attempt succeeds")
         response = await client.get("/alerts")
-        print(f"   -> {response.status} after {response.attempts} attempts, {response.elapsed:.2f} s\n")
+        took = f"{response.attempts} attempts, {response.elapsed:.2f} s"
+        print(f"   -> {response.status} after {took}\n")
 
         print("3. an endpoint that hangs: each attempt is cut at 1 s, the call at 3 s")
         try:
