@@ -25,6 +25,7 @@ __all__ = [
     "FaultRule",
     "Hang",
     "Latency",
+    "MalformedChunk",
     "RateLimited",
     "Reset",
     "Schedule",
@@ -117,6 +118,15 @@ class EmptyResponse:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MalformedChunk:
+    """A 200 with chunked encoding whose first chunk is garbage, then a close: WireMock's
+    MALFORMED_RESPONSE_CHUNK, byte for byte in shape.
+    """
+
+    kind: Literal["malformed_chunk"] = field(default="malformed_chunk", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Truncate:
     """The headers promise the whole body; only `keep` bytes arrive before the connection closes."""
 
@@ -155,14 +165,24 @@ class Drip:
         _seconds("Drip.duration", self.duration)
 
 
-Fault = Latency | RateLimited | ServerError | Reset | EmptyResponse | Truncate | Hang | Drip
+Fault = (
+    Latency
+    | RateLimited
+    | ServerError
+    | Reset
+    | EmptyResponse
+    | MalformedChunk
+    | Truncate
+    | Hang
+    | Drip
+)
 
 #: Faults that answer in place of the API: the API never sees the request.
 REPLACING = (RateLimited, ServerError)
 #: Faults that end the connection instead of answering.
 DISCONNECTING = (Reset, EmptyResponse, Hang)
 #: Faults that change how a real answer travels: the API has handled the request.
-SHAPING = (Latency, Truncate, Drip)
+SHAPING = (Latency, Truncate, Drip, MalformedChunk)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

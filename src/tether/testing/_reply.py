@@ -18,6 +18,7 @@ from tether.testing._faults import (
     Fault,
     Hang,
     Latency,
+    MalformedChunk,
     RateLimited,
     Reset,
     ServerError,
@@ -138,6 +139,7 @@ class Outcome:
     disconnect: Reset | EmptyResponse | Hang | None = None
     truncate: Truncate | None = None
     drip: Drip | None = None
+    malformed: bool = False
     #: Which stub or built-in route answered, for journals and errors.
     route: str | None = None
 
@@ -150,6 +152,8 @@ def shape(outcome: Outcome, fault: Fault, *, jitter: float = 0.0) -> Outcome:
         return replace(outcome, truncate=fault)
     if isinstance(fault, Drip):
         return replace(outcome, drip=fault)
+    if isinstance(fault, MalformedChunk):
+        return replace(outcome, malformed=True)
     if isinstance(fault, DISCONNECTING):
         return replace(outcome, disconnect=fault)
     if isinstance(fault, REPLACING):

@@ -100,6 +100,21 @@ async def _deliver(
         return web.Response()
     headers = [(n, v) for n, v in outcome.headers if n.lower() not in _HOP_HEADERS]
     body = outcome.body
+    if outcome.malformed:
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            # WireMock announces gzip when the client accepts it; so do we, to stay identical.
+            headers.append(("Content-Encoding", "gzip"))
+        response = web.StreamResponse(status=outcome.status, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        # The headers go out alone, as Jetty sends them: clients react differently when the
+        # garbage arrives in the same read as the headers.
+        await asyncio.sleep(0.02)
+        if request.transport is not None:
+            # Not a hex chunk size: the framing is broken from the first byte of the body.
+            request.transport.write(b"lskdu018973t09sylgasjkfg1][]'./.sdlv")
+            request.transport.close()
+        return response
     truncate = outcome.truncate
     cut = isinstance(fault, Reset) or (truncate is not None and truncate.keep < len(body))
     if not cut and outcome.drip is None:

@@ -139,6 +139,11 @@ class MockAPITransport:
                 f"headers, 0 of {len(body)} bytes)",
                 request=request,
             )
+        if outcome.malformed:
+            raise NetworkError(
+                f"{target}: the response body was cut short (a malformed chunk, then close)",
+                request=request,
+            )
         truncate = outcome.truncate
         if truncate is not None and truncate.keep < len(body):
             raise NetworkError(
