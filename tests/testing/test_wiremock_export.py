@@ -18,8 +18,8 @@ from tether.testing import (
     Reply,
     Reset,
     Truncate,
+    to_wiremock,
 )
-from tether.testing._wiremock import to_wiremock
 
 
 def test_sequences_become_private_scenarios() -> None:

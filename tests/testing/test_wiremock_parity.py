@@ -25,8 +25,8 @@ from tether.testing import (
     Reply,
     Reset,
     ServerError,
+    to_wiremock,
 )
-from tether.testing._wiremock import to_wiremock
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -45,9 +45,11 @@ from tether.testing._pagination import (
     PageQuirks,
     Pagination,
 )
+from tether.testing._proxy import TOXIC_TYPES, FaultProxy, Proxy, ProxyServer, Toxic
 from tether.testing._reply import Outcome, Reply
 from tether.testing._server import MockServer
 from tether.testing._transport import MockAPITransport
+from tether.testing._wiremock import to_wiremock
 from tether.transports._mock import MockTransport
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "ANY",
     "SENSITIVE_FIELDS",
     "STARTED",
+    "TOXIC_TYPES",
     "Cassette",
     "CassetteError",
     "CassetteLeak",
@@ -67,6 +70,7 @@ __all__ = [
     "FakeClock",
     "Fault",
     "FaultEvent",
+    "FaultProxy",
     "FaultRule",
     "Hang",
     "Latency",
@@ -85,6 +89,8 @@ __all__ = [
     "PageNumberPages",
     "PageQuirks",
     "Pagination",
+    "Proxy",
+    "ProxyServer",
     "RateLimited",
     "Reply",
     "Reset",
@@ -92,9 +98,11 @@ __all__ = [
     "ServerError",
     "Stub",
     "TokenRecord",
+    "Toxic",
     "Truncate",
     "Unmatched",
     "build_mock_api",
     "load_definition",
     "no_wait",
+    "to_wiremock",
 ]
