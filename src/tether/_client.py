@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from tether._clock import Clock, SystemClock
 from tether._config import NO_RETRY, Retry, Timeout
 from tether._errors import ConfigError, ResponseValidationError
+from tether._core._breaker import BreakerMetrics
 from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
 from tether._models import Content, Request, Response
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
@@ -470,6 +471,10 @@ class Client:
         if self._breaker is None:
             return {}
         return {key: str(state) for key, state in self._breaker.states().items()}
+
+    def circuit_metrics(self) -> dict[str, BreakerMetrics]:
+        """Each circuit's state, calls, failures, slow calls, rates and openings, by host."""
+        return self._breaker.metrics() if self._breaker is not None else {}
 
     def __repr__(self) -> str:
         base = self._redactor.url(self._base_url) if self._base_url else None

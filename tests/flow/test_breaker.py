@@ -45,6 +45,8 @@ async def test_opens_on_failure_rate_and_fails_fast() -> None:
     assert len(transport.requests) == 4
     assert "circuit for https://api.example.com is open" in str(info.value)
     assert client.circuits() == {"https://api.example.com": "open"}
+    metrics = client.circuit_metrics()["https://api.example.com"]
+    assert (metrics.state, metrics.consecutive_openings) == ("open", 1)
 
 
 async def test_minimum_calls_before_judging() -> None:

@@ -7,7 +7,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from tether._clock import Clock
-from tether._core._breaker import BreakerState, CircuitState, ErrorKind, Transition, classify
+from tether._core._breaker import (
+    BreakerMetrics,
+    BreakerState,
+    CircuitState,
+    ErrorKind,
+    Transition,
+    classify,
+)
 from tether._errors import (
     CircuitOpenError,
     ConnectError,
@@ -57,6 +64,11 @@ class BreakerPolicy:
     def states(self) -> dict[str, CircuitState]:
         """The state of every circuit seen so far, by host (or "" for scope="client")."""
         return {key: state.state for key, state in self._states.items()}
+
+    def metrics(self) -> dict[str, BreakerMetrics]:
+        """Each circuit's counts and rates over its window, and its state, for exporters."""
+        now = self._clock.monotonic()
+        return {key: state.metrics(now) for key, state in self._states.items()}
 
     def _key(self, request: Request) -> str:
         if self._settings.scope == "client":
