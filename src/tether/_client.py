@@ -20,8 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from tether._clock import Clock, SystemClock
 from tether._config import NO_RETRY, Retry, Timeout
-from tether._errors import ConfigError, ResponseValidationError
 from tether._core._breaker import BreakerMetrics
+from tether._errors import ConfigError, ResponseValidationError
 from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
 from tether._models import Content, Request, Response
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
