@@ -114,9 +114,9 @@ async def test_peer_rotation_is_adopted_instead_of_burning_the_grant(fake_as: Fa
     store = MemoryTokenStore()
     ours = refreshing(fake_as, seed, store)
     await ours.current_token()
-    # A peer (here: a store write behind our back) rotates and stores a newer token set.
-    stored = await store.load(ours.store_key)
-    assert stored is not None and stored.refresh_token is not None
+    # A peer (another credential object with its own seed, standing for another process)
+    # rotates and stores a newer token set.
+    assert await store.load(ours.store_key) is not None
     fake_as.clock.advance(3600)
     peer = refreshing(fake_as, "another-seed", store)
     peer._manager.key = ours.store_key  # same identity, different object and seed
@@ -153,7 +153,7 @@ async def test_two_processes_sharing_a_file_store(fake_as: FakeAS, tmp_path: Pat
             CLIENT_SECRET,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     try:

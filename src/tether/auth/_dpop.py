@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from tether._errors import ConfigError
 from tether.auth._jwt import SigningKey
 
-__all__ = ["DPoPKey"]
+__all__ = ["DPoPKey", "jwk_thumbprint"]
 
 
 def _htu(url: str) -> str:
@@ -27,6 +27,14 @@ def _htu(url: str) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 §3: SHA-256 of the required members, sorted, without whitespace."""
+    required = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+    canonical = "{" + ",".join(f'"{k}":"{jwk[k]}"' for k in required) + "}"
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class DPoPKey:
@@ -64,13 +72,7 @@ class DPoPKey:
 
     def thumbprint(self) -> str:
         """RFC 7638 JWK thumbprint, the `jkt` a server binds tokens to."""
-        required = {
-            "EC": ("crv", "kty", "x", "y"),
-            "RSA": ("e", "kty", "n"),
-        }[self._jwk["kty"]]
-        canonical = "{" + ",".join(f'"{k}":"{self._jwk[k]}"' for k in required) + "}"
-        digest = hashlib.sha256(canonical.encode()).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return jwk_thumbprint(self._jwk)
 
     def remember_nonce(self, url: str, nonce: str | None) -> None:
         """Keep the `DPoP-Nonce` a server sent (RFC 9449 §8, §9), per origin."""
