@@ -49,6 +49,7 @@ from tether.testing._proxy import TOXIC_TYPES, FaultProxy, Proxy, ProxyServer, T
 from tether.testing._reply import Outcome, Reply
 from tether.testing._server import MockServer
 from tether.testing._transport import MockAPITransport
+from tether.testing._webhook_sender import Delivery, WebhookSender
 from tether.testing._wiremock import to_wiremock
 from tether.transports._mock import MockTransport
 
@@ -65,6 +66,7 @@ __all__ = [
     "CassetteMode",
     "Collection",
     "CursorPages",
+    "Delivery",
     "Drip",
     "EmptyResponse",
     "FakeClock",
@@ -101,6 +103,7 @@ __all__ = [
     "Toxic",
     "Truncate",
     "Unmatched",
+    "WebhookSender",
     "build_mock_api",
     "load_definition",
     "no_wait",
