@@ -163,3 +163,28 @@ def test_cassette_fixture_in_ci_fails_without_a_recording(
     suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert not (suite.path / "cassettes").exists()
     assert os.environ["CI"] == "true"
+
+
+def test_mock_api_marker_loads_a_definition_file(suite: pytest.Pytester) -> None:
+    """@pytest.mark.mock_api(definition=...) loads a file next to the test into the fixture."""
+    suite.makefile(
+        ".toml",
+        api="""
+        [[stubs]]
+        method = "GET"
+        path = "/hello"
+        replies = [{ json = "world" }]
+        """,
+    )
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.mock_api(definition="api.toml", seed=5)
+        async def test_it(mock_api):
+            async with mock_api.client() as client:
+                assert (await client.get("/hello")).json() == "world"
+            assert mock_api.seed == 5
+        """
+    )
+    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
