@@ -205,15 +205,19 @@ async def test_304_for_another_validator_repeats_without_conditions(
 async def test_callers_own_conditions_pass_through(
     server: LoopbackServer, make_rig: RigFactory
 ) -> None:
-    """§4.3.2: a caller's own If-None-Match or Range gets the origin's answer, never stored."""
+    """§4.3.2: a caller's own If-None-Match or Range gets the origin's own answer, even with
+    a fresh entry stored, and that answer is not stored."""
     rig = make_rig()
+    fresh = {"Cache-Control": "max-age=60", "ETag": '"e1"'}
     server.script(
-        "GET", "/x", reply(rig.clock, headers={"Cache-Control": "max-age=60"}, status=304)
+        "GET", "/x", reply(rig.clock, "v1", fresh), reply(rig.clock, headers=fresh, status=304)
     )
+    await rig.get()
     for headers in ({"If-None-Match": '"e1"'}, {"Range": "bytes=0-1"}):
         response = await rig.get(headers=headers)
         assert (response.status, response.from_cache) == (304, False)
-    assert server.count("/x") == 2
+    assert server.count("/x") == 3
+    assert ((await rig.get()).status, server.count("/x")) == (200, 3)
 
 
 # -- directives (RFC 9111 §5.2) -----------------------------------------------------------------

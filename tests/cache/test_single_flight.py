@@ -185,6 +185,38 @@ async def test_closing_fails_waiting_callers_plainly(make_rig: RigFactory) -> No
     assert origin.cancelled == 1
 
 
+async def test_joiner_with_a_passed_deadline_fails_at_once(make_rig: RigFactory) -> None:
+    """A caller whose deadline has passed does not join a request in flight."""
+    origin = Origin(FakeClock())
+    origin.gate = asyncio.Event()
+    rig = mock_rig(make_rig, origin)
+    leader = asyncio.create_task(rig.get())
+    await origin.entered.wait()
+    late = rig.request()
+    late.deadline = rig.clock.monotonic()
+    with pytest.raises(tether.DeadlineExceeded, match="identical request already in flight"):
+        await rig.send(late)
+    origin.gate.set()
+    assert (await leader).text == "v1"
+
+
+async def test_joiner_waits_no_longer_than_its_own_deadline(make_rig: RigFactory) -> None:
+    """A caller joining a slower caller's request gives up at its own deadline; the request
+    goes on for the one who started it."""
+    origin = Origin(FakeClock())
+    origin.gate = asyncio.Event()
+    rig = mock_rig(make_rig, origin)
+    leader = asyncio.create_task(rig.get())
+    await origin.entered.wait()
+    hurried = rig.request()
+    hurried.deadline = rig.clock.monotonic() + 0.01
+    with pytest.raises(tether.DeadlineExceeded):
+        await rig.send(hurried)
+    origin.gate.set()
+    assert (await leader).text == "v1"
+    assert (origin.calls, origin.cancelled) == (1, 0)
+
+
 # -- stale-while-revalidate (RFC 5861 §3) -------------------------------------------------------
 
 SWR = {"Cache-Control": "max-age=10, stale-while-revalidate=60"}

@@ -374,7 +374,7 @@ class CachePolicy:
             flight = self._launch(request, lookup, conditional, next_, detached=False)
             outcome = await self._await(flight)
             return outcome.response
-        outcome = await self._await(flight)
+        outcome = await self._await(flight, request)
         if outcome.shareable and vary_matches(outcome.entry, lookup.view):
             return _copy_for(outcome.response, request)
         # The shared answer does not fit this request (another Vary'd variant, or one the
@@ -399,12 +399,26 @@ class CachePolicy:
         self._flights[flight.key] = flight
         return flight
 
-    async def _await(self, flight: _Flight) -> _Outcome:
+    async def _await(self, flight: _Flight, joiner: Request | None = None) -> _Outcome:
+        """The flight's outcome. A `joiner` (a caller who did not start it) waits no longer
+        than its own deadline: the trip runs under the starter's, which may be later.
+        """
+        deadline = joiner.deadline if joiner is not None else None
+        if joiner is not None and deadline is not None and deadline <= self._clock.monotonic():
+            raise _deadline_passed(joiner)
         flight.waiters += 1
         try:
             # Shielded: a caller who is cancelled stops waiting; the trip goes on for the
             # others (and stops below when nobody is left).
-            return await asyncio.shield(flight.task)
+            if joiner is None or deadline is None:
+                return await asyncio.shield(flight.task)
+            try:
+                async with asyncio.timeout(deadline - self._clock.monotonic()) as scope:
+                    return await asyncio.shield(flight.task)
+            except TimeoutError:  # asyncio's, i.e. the builtin one
+                if scope.expired():
+                    raise _deadline_passed(joiner) from None
+                raise
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if flight.task.cancelled() and task is not None and not task.cancelling():
@@ -571,6 +585,13 @@ class CachePolicy:
 
     def __repr__(self) -> str:
         return f"CachePolicy(backend={self._backend!r})"
+
+
+def _deadline_passed(request: Request) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"{request.method} {request.redacted_url()}: the deadline passed while waiting for "
+        "an identical request already in flight"
+    )
 
 
 def _copy_for(response: Response, request: Request) -> Response:
