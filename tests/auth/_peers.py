@@ -114,6 +114,8 @@ def oidc_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcPeer]:
 @dataclass
 class DotPeer:
     url: str
+    #: The server's output, access log included.
+    log: Path
 
     @property
     def token_url(self) -> str:
@@ -137,7 +139,7 @@ def dot_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DotPeer]:
     port = free_port()
     command = [sys.executable, str(project / "manage.py"), "runserver", f"127.0.0.1:{port}"]
     with running([*command, "--noreload"], port, workdir / "dot.log", env=env, cwd=project):
-        yield DotPeer(url=f"http://127.0.0.1:{port}")
+        yield DotPeer(url=f"http://127.0.0.1:{port}", log=workdir / "dot.log")
 
 
 class _FormParser(HTMLParser):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -78,8 +77,8 @@ class TestClientCredentials:
         """private_key_jwt (RFC 7523): every re-fetch signs a new assertion the provider accepts."""
         clock = real_time_clock()
         auth = OAuth2.client_credentials(
-            oidc_peer.token_url, "pkjwt", private_key=oidc_peer.private_key, private_key_id="pkjwt-1",
-            scope="api", clock=clock, store=MemoryTokenStore(),
+            oidc_peer.token_url, "pkjwt", private_key=oidc_peer.private_key,
+            private_key_id="pkjwt-1", scope="api", clock=clock, store=MemoryTokenStore(),
         )  # fmt: skip
         before = await oidc_peer.stats()
         async with tether.Client(introspecting_api.url, auth=auth, clock=clock) as c:
@@ -192,11 +191,11 @@ class TestDPoP:
 
 
 @pytest.fixture
-async def signed_in(oidc_peer: OidcPeer) -> AsyncIterator[tuple[OAuth2, FakeClock]]:
+async def signed_in(oidc_peer: OidcPeer) -> tuple[OAuth2, FakeClock]:
     clock = real_time_clock()
     auth = code_credential(oidc_peer, clock=clock)
     await login(auth, open_browser=HeadlessBrowser().visit)
-    yield auth, clock
+    return auth, clock
 
 
 async def test_200_tasks_and_8_threads_at_expiry(

@@ -1,4 +1,4 @@
-"""Secret canaries (access, refresh, client secret, private key) never reach logs, reprs or errors."""
+"""Secret canaries (access, refresh, client secret, private key) stay out of logs, reprs, errors."""
 
 from __future__ import annotations
 
