@@ -389,6 +389,20 @@ async def test_ttl_overrides_the_apis_headers(server: LoopbackServer, make_rig: 
     assert server.count("/x") == 1
 
 
+async def test_ttl_keeps_heuristically_cacheable_errors(
+    server: LoopbackServer, make_rig: RigFactory
+) -> None:
+    """RFC 9110 §15.1: with a ttl a 404 is kept like a 200; a 500 never is (RFC 9111 §3)."""
+    rig = make_rig(Cache(ttl=60))
+    server.script("GET", "/gone", reply(rig.clock, "no", status=404))
+    server.script("GET", "/broken", reply(rig.clock, "oops", status=500))
+    for path in ("/gone", "/broken"):
+        await rig.get(path)
+    gone, broken = [await rig.get(path) for path in ("/gone", "/broken")]
+    assert (gone.status, gone.from_cache) == (404, True)
+    assert (broken.status, broken.from_cache) == (500, False)
+
+
 async def test_per_request_ttl(server: LoopbackServer, make_rig: RigFactory) -> None:
     """The request's tether.cache_ttl extension overrides the client's ttl for that call."""
     rig = make_rig(Cache(ttl=10))
