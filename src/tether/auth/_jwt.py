@@ -160,6 +160,7 @@ class SignedJWT(Credential):
         "_key",
         "_lifecycle",
         "_lock",
+        "_redactors",
         "_seen",
         "header",
         "lifetime",
@@ -195,7 +196,8 @@ class SignedJWT(Credential):
         self._lifecycle = Lifecycle()
         self._cached: tuple[str, float] | None = None  # (token, re-sign at)
         self._lock = threading.Lock()
-        self._seen: list[str] = []
+        self._seen: tuple[str, ...] = ()
+        self._redactors: dict[int, tuple[Redactor, tuple[str, ...], Redactor]] = {}
 
     def token(self) -> str:
         """The current JWT, signed anew when it is due."""
@@ -213,14 +215,26 @@ class SignedJWT(Credential):
             token = self._key.sign(claims)
             due = self._lifecycle.refresh_at(now, float(expires), 0.5) or float(expires)
             self._cached = (token, due)
-            self._seen = [*self._seen[-7:], token]
+            self._seen = (*self._seen[-7:], token)
             return token
 
     def send(self, request: Request, next_: Send) -> Awaitable[Response]:
         token = self.token()
         request.headers[self.header] = f"{self.scheme} {token}" if self.scheme else token
-        request.redactor = request.redactor.merge(Redactor(secrets=self._seen))
+        request.redactor = self._redactor_for(request.redactor)
         return next_(request)
+
+    def _redactor_for(self, base: Redactor) -> Redactor:
+        # Tokens signed after the client was built are hidden too; merged once per new token.
+        seen = self._seen
+        cached = self._redactors.get(id(base))
+        if cached is not None and cached[0] is base and cached[1] is seen:
+            return cached[2]
+        merged = base.merge(Redactor(secrets=seen))
+        if len(self._redactors) > 32:
+            self._redactors.clear()
+        self._redactors[id(base)] = (base, seen, merged)
+        return merged
 
     def redactor(self) -> Redactor:
         return Redactor(headers=[self.header], secrets=self._key.secrets())

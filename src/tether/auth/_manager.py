@@ -118,6 +118,7 @@ class TokenManager:
         "_redactors",
         "_retry_after",
         "_seen",
+        "_seen_set",
         "_state_lock",
         "description",
         "key",
@@ -151,6 +152,7 @@ class TokenManager:
         # Every token value this manager has handed out recently, for redaction: an old access
         # token may still be valid, and a rotated refresh token is still worth hiding.
         self._seen: deque[str] = deque(maxlen=16)
+        self._seen_set: frozenset[str] = frozenset()
         self._redactors: dict[int, tuple[Redactor, frozenset[str], Redactor]] = {}
 
     @property
@@ -176,16 +178,22 @@ class TokenManager:
                 for value in token.secrets():
                     if value not in self._seen:
                         self._seen.append(value)
+                self._seen_set = frozenset(self._seen)
             return current
 
     def secrets(self) -> frozenset[str]:
-        return frozenset(self._seen)
+        return self._seen_set
 
     def redactor_for(self, base: Redactor) -> Redactor:
-        """`base` extended with every token value seen so far; cached while they do not change."""
-        secrets = frozenset(self._seen)
+        """`base` extended with every token value seen so far; cached while they do not change.
+
+        The client's redactor is built once, before any token exists; this is how tokens that
+        arrive later (and rotate) reach its logs and error messages: the credential replaces
+        the request's redactor with this one on every attempt.
+        """
+        secrets = self._seen_set
         cached = self._redactors.get(id(base))
-        if cached is not None and cached[0] is base and cached[1] == secrets:
+        if cached is not None and cached[0] is base and cached[1] is secrets:
             return cached[2]
         merged = base.merge(Redactor(secrets=secrets))
         if len(self._redactors) > 32:
