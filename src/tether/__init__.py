@@ -1,6 +1,6 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, policies, testing, transports, webhooks
+from tether import auth, pagination, policies, testing, transports, webhooks
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
 from tether._config import Retry, RetryBudget, Timeout
@@ -90,6 +90,7 @@ __all__ = [
     "WebhookVerificationReason",
     "__version__",
     "auth",
+    "pagination",
     "policies",
     "testing",
     "transports",

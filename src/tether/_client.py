@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, TypeVar, get_origin, overload
+from typing import Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -27,9 +27,10 @@ from tether._models import Content, Request, Response
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
 from tether._redact import Redactor
 from tether._status import status_error
-from tether._types import SecretLike, Send, reveal
+from tether._types import SecretLike, Send, reveal, type_name
 from tether._version import __version__
 from tether.auth._base import Credential
+from tether.pagination import Paginated, Paginator, SyncPaginated
 from tether.policies._base import Policy, build_pipeline
 from tether.policies._breaker import BreakerPolicy
 from tether.policies._bulkhead import BulkheadPolicy
@@ -445,6 +446,47 @@ class Client:
         response = await self.request("GET", url, **kwargs)
         return decode_json(response, model)
 
+    def paginate(
+        self,
+        url: str,
+        *,
+        paginator: Paginator,
+        model: Any = None,
+        max_pages: int | None = None,
+        max_items: int | None = None,
+        dedupe: bool = False,
+        method: str = "GET",
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Paginated[Any]:
+        """Iterate the items of every page (`async for item in client.paginate(...)`), or the
+        pages with `.pages()`; each page goes through the whole pipeline.
+
+        Args:
+            paginator: A `tether.pagination` paginator: `Cursor`, `Offset`, `PageNumber`,
+                `LinkHeader`, `NextURL`, or your own.
+            model: Validate each item against this type (pydantic).
+            max_pages, max_items: Stop after this many.
+            dedupe: Skip items already seen (by the paginator's `id_field`).
+            options: Other call options (`timeout=`, `retry=`, `cost=`) for every page.
+        """
+        return Paginated(
+            self,
+            method.upper(),
+            url,
+            paginator=paginator,
+            model=model,
+            max_pages=max_pages,
+            max_items=max_items,
+            dedupe=dedupe,
+            params=params,
+            headers=headers,
+            json=json,
+            options=options,
+        )
+
     async def aclose(self) -> None:
         """Close the connection pool, unless it was lent to us. Idempotent."""
         if self._state is ClientState.CLOSED:
@@ -495,7 +537,7 @@ def decode_json(response: Response, model: Any) -> Any:
         )
         # Chained from None: pydantic's own text quotes the offending input, which may be secret.
         raise ResponseValidationError(
-            redactor.text(f"response did not match {_model_name(model)}: {problems}"),
+            redactor.text(f"response did not match {type_name(model)}: {problems}"),
             response=response,
         ) from None
     except ValueError as exc:
@@ -503,13 +545,6 @@ def decode_json(response: Response, model: Any) -> Any:
             f"response body is not valid JSON ({type(exc).__name__} at {getattr(exc, 'pos', '?')})",
             response=response,
         ) from None
-
-
-def _model_name(model: Any) -> str:
-    # list[Device] has the __name__ "list"; its repr names the whole type.
-    if get_origin(model) is not None:
-        return repr(model).replace("typing.", "")
-    return getattr(model, "__name__", None) or repr(model)
 
 
 class _LoopThread:
@@ -604,6 +639,10 @@ class SyncClient:
 
     def get_json(self, url: str, *, model: Any = None, **kwargs: Any) -> Any:
         return decode_json(self.request("GET", url, **kwargs), model)
+
+    def paginate(self, url: str, **kwargs: Any) -> SyncPaginated[Any]:
+        """Iterate the items of every page (or `.pages()`), blocking; see `Client.paginate`."""
+        return SyncPaginated(self._client.paginate(url, **kwargs), self._run)
 
     def close(self) -> None:
         """Close the pool and stop the loop thread. Idempotent and thread-safe."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, get_origin
 
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from tether._models import Request, Response
 
-__all__ = ["SecretLike", "Send", "reveal"]
+__all__ = ["SecretLike", "Send", "reveal", "type_name"]
 
 #: The next link of the pipeline: takes the request, gives the response.
 Send: TypeAlias = "Callable[[Request], Awaitable[Response]]"
@@ -21,3 +21,11 @@ SecretLike: TypeAlias = str | SecretStr
 
 def reveal(secret: SecretLike) -> str:
     return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def type_name(model: Any) -> str:
+    """A readable name for a validation target: `Device`, or `list[Device]` for generics."""
+    # list[Device] has the __name__ "list"; its repr names the whole type.
+    if get_origin(model) is not None:
+        return repr(model).replace("typing.", "")
+    return getattr(model, "__name__", None) or repr(model)
