@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 import tether
@@ -182,3 +183,26 @@ async def test_two_processes_sharing_a_file_store(fake_as: FakeAS, tmp_path: Pat
     stored = await FileTokenStore(path).load("shared")
     assert stored is not None
     assert stored.version == 2
+
+
+async def test_a_stuck_flight_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiter gives up on a flight that never ends, and the next caller starts a new one."""
+    from tether.auth import _manager
+
+    monkeypatch.setattr(_manager, "FLIGHT_WAIT_LIMIT", 0.05)
+    never = asyncio.Event()
+
+    async def stuck() -> str:
+        await never.wait()
+        return "never"
+
+    async def quick() -> str:
+        return "fresh"
+
+    owner = asyncio.create_task(_manager.single_flight("stuck-key", stuck))
+    await asyncio.sleep(0)
+    with pytest.raises(tether.AuthError, match="waited"):
+        await _manager.single_flight("stuck-key", quick)
+    assert await _manager.single_flight("stuck-key", quick) == "fresh"
+    never.set()
+    assert await owner == "never"

@@ -34,6 +34,11 @@ T = TypeVar("T")
 #: Called with the credential's description when a person must authorize again.
 ReauthHook = Callable[[ReauthRequired], Awaitable[None] | None]
 
+#: How long a caller waits for another caller's token request. Generous: that request is itself
+#: bounded (attempts x timeout, backoff, the store's lock timeout), so this only ends the wait
+#: when its event loop was stopped under it.
+FLIGHT_WAIT_LIMIT = 300.0
+
 _registry_lock = threading.Lock()
 _flights: dict[Hashable, concurrent.futures.Future[object]] = {}
 _waiting: dict[Hashable, int] = {}
@@ -59,7 +64,17 @@ async def single_flight(key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
     if not owner:
         try:
             # shield: cancelling this waiter must not cancel the shared future.
-            return cast("T", await asyncio.shield(asyncio.wrap_future(flight)))
+            waited = asyncio.shield(asyncio.wrap_future(flight))
+            return cast("T", await asyncio.wait_for(waited, FLIGHT_WAIT_LIMIT))
+        except TimeoutError:
+            # The flight's loop may have been stopped under it (a SyncClient closed mid-refresh):
+            # forget it, so the next caller starts a new one instead of waiting again.
+            with _registry_lock:
+                if _flights.get(key) is flight:
+                    del _flights[key]
+            raise AuthError(
+                f"waited {FLIGHT_WAIT_LIMIT:g} s for another caller's token request"
+            ) from None
         finally:
             with _registry_lock:
                 left = _waiting.get(key, 1) - 1
@@ -77,7 +92,8 @@ async def single_flight(key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
     def finish(done: asyncio.Task[object]) -> None:
         _running.discard(done)
         with _registry_lock:
-            _flights.pop(key, None)
+            if _flights.get(key) is flight:
+                del _flights[key]
         if done.cancelled():
             flight.set_exception(AuthError("the token request was cancelled"))
         elif (error := done.exception()) is not None:
