@@ -233,3 +233,19 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
         Cassette(path, mode="replay", environ={})
     with pytest.raises(tether.ConfigError, match="cassette mode"):
         Cassette(path, mode="sometimes", environ={})
+
+
+async def test_query_parameters_the_credential_uses_are_scrubbed(tmp_path: Path) -> None:
+    """An API key sent as a query parameter (OpenWeatherMap's appid) never reaches the file,
+    and the scrubbed request still replays."""
+    path = tmp_path / "appid.json"
+    api = upstream()
+    api.stub("GET", "/weather", Reply(json={"temp": 3}))
+    auth = tether.auth.ApiKey("appid", "owm-key-1234567", location="query")
+    async with client(recorder(path, api, mode="record"), auth=auth) as c:
+        await c.get("/weather", params={"q": "Oslo"})
+    text = path.read_text()
+    assert "owm-key-1234567" not in text
+    assert ["appid", "[REDACTED]"] in json.loads(text)["interactions"][0]["request"]["query"]
+    async with client(recorder(path, api, mode="replay"), auth=auth) as c:
+        assert (await c.get("/weather", params={"q": "Oslo"})).json() == {"temp": 3}

@@ -211,3 +211,14 @@ async def test_request_journal_sees_what_the_wire_carried(mode: str) -> None:
     assert seen.headers["Content-Type"] == "application/json"
     assert seen.headers["Host"] == urlsplit(seen.url).netloc
     assert seen.headers["Content-Length"] == str(len(seen.body))
+
+
+def test_sync_client_uses_the_in_process_transport() -> None:
+    """SyncClient drives the same in-process transport from its own loop thread."""
+    clock = FakeClock()
+    api = MockAPI(clock=clock)
+    api.stub("GET", "/flaky", Reply(503), Reply(json={"ok": True}))
+    retry = no_retry_jitter()
+    with tether.SyncClient(api.url, transport=api.transport(), clock=clock, retry=retry) as client:
+        assert client.get_json("/flaky") == {"ok": True}
+    assert clock.sleeps == [1.0]
