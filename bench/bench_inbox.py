@@ -1,0 +1,336 @@
+"""Webhook inbox throughput: verified + durable acknowledgements against a plain 200 endpoint.
+
+One command, one run, ratios printed:
+
+    python bench/bench_inbox.py             # 10 000 requests per measurement, 3 rounds
+    python bench/bench_inbox.py --quick     # a smoke run
+
+The receiver runs under uvicorn (httptools, uvloop) in its own process on a loopback port. The
+same server answers two routes: `/plain`, a Starlette endpoint that reads the body and answers
+200, and `/in/hooks`, the inbox route that checks size and content type, verifies a Standard
+Webhooks signature, commits the delivery to the store with fsync (group commit) and only then
+answers 200. The load generator is aiohttp with bounded concurrency and a bounded count, every
+request pre-signed with a unique id. Each configuration runs in rounds, alternating the two
+routes; the best round of each counts (the machine is shared, so the best is the least
+disturbed). Stores: SQLite (WAL, synchronous=FULL) and PostgreSQL (synchronous_commit=on)
+when reachable; SQLite once more with group commit off (one commit per delivery) to show
+what batching buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+SECRET = "whsec_" + "YmVuY2gtaW5ib3gtc3RhbmRhcmQtd2ViaG9va3Mta2V5"
+PAYLOAD = json.dumps(
+    {
+        "type": "invoice.paid",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "data": {
+            "id": "in_1PqRsTuVwXyZ",
+            "customer": "cus_9s6XKzkNRiz8i3",
+            "amount_due": 4200,
+            "currency": "eur",
+            "lines": [{"id": f"il_{n}", "amount": 1050, "description": "Seat"} for n in range(4)],
+            "metadata": {"order": "A-1042", "region": "eu-west"},
+        },
+    }
+).encode()
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+# -- the server process --------------------------------------------------------------------
+
+
+def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    from tether import stores, webhooks
+
+    if store.startswith("postgres"):
+        backend: stores.InboxStore = stores.PostgresInboxStore(
+            store, schema=schema, max_batch=max_batch
+        )
+    else:
+        backend = stores.SQLiteInboxStore(store, max_batch=max_batch)
+    inbox = webhooks.Inbox(
+        [webhooks.Source("bench", "/hooks", "standard", SECRET)], store=backend, dispatch=False
+    )
+
+    async def plain(request: Request) -> Response:
+        await request.body()
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def stats(_: Request) -> JSONResponse:
+        s = backend.stats
+        return JSONResponse(
+            {"inserted": s.inserted, "commits": s.commits, "largest": s.largest_batch}
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/plain", plain, methods=["POST"]),
+            Route("/stats", stats),
+            Mount("/in", app=inbox.app),
+        ],
+        lifespan=inbox.lifespan,
+    )
+    listener = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        app, http="httptools", loop="uvloop", log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+# -- the load generator --------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    #: CPU seconds the server process (all its threads) spent per request, in microseconds.
+    server_cpu_us: float = 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_for(run: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+    from tether import webhooks
+
+    made = []
+    now = int(time.time())
+    for n in range(count):
+        headers = webhooks.sign(
+            "standard", secret=SECRET, body=PAYLOAD, msg_id=f"msg_{run}_{n}", timestamp=now
+        )
+        headers["Content-Type"] = "application/json"
+        made.append((PAYLOAD, headers))
+    return made
+
+
+async def drive(url: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    queue = list(reversed(prepared))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                body, headers = queue.pop()
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Result(
+        rate=len(prepared) / elapsed,
+        p50_ms=latencies[len(latencies) // 2] * 1000,
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        errors=errors,
+    )
+
+
+@contextlib.contextmanager
+def server(store: str, schema: str, max_batch: int) -> Iterator[tuple[str, int]]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2048)
+    os.set_inheritable(listener.fileno(), True)
+    port = listener.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            str(listener.fileno()),
+            "--store",
+            store,
+            "--schema",
+            schema,
+            "--max-batch",
+            str(max_batch),
+        ],
+        pass_fds=(listener.fileno(),),
+    )
+    listener.close()
+    try:
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def stats(url: str) -> dict[str, int]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url + "/stats") as response:
+        return dict(await response.json())
+
+
+async def measure(
+    label: str, store: str, schema: str, max_batch: int, args: argparse.Namespace
+) -> tuple[Result, Result, dict[str, int]]:
+    run = uuid.uuid4().hex[:8]
+    with server(store, schema, max_batch) as (base, pid):
+
+        async def timed(path: str, prepared: list[tuple[bytes, dict[str, str]]]) -> Result:
+            before = cpu_seconds(pid)
+            result = await drive(base + path, prepared, args.concurrency)
+            result.server_cpu_us = (cpu_seconds(pid) - before) / len(prepared) * 1e6
+            return result
+
+        warm = requests_for(f"{run}w", args.warmup)
+        await drive(base + "/plain", warm, args.concurrency)
+        await drive(base + "/in/hooks", warm, args.concurrency)
+        best_plain: Result | None = None
+        best_inbox: Result | None = None
+        for round_ in range(args.rounds):
+            plain = await timed("/plain", requests_for(f"{run}p{round_}", args.requests))
+            durable = await timed("/in/hooks", requests_for(f"{run}d{round_}", args.requests))
+            if durable.errors or plain.errors:
+                raise SystemExit(f"{label}: {durable.errors + plain.errors} non-200 answers")
+            if best_plain is None or plain.rate > best_plain.rate:
+                best_plain = plain
+            if best_inbox is None or durable.rate > best_inbox.rate:
+                best_inbox = durable
+            print(
+                f"  {label:<26} round {round_ + 1}: plain {plain.rate:8.0f}/s  "
+                f"durable {durable.rate:8.0f}/s  server CPU per request: plain "
+                f"{plain.server_cpu_us:.0f} us, durable {durable.server_cpu_us:.0f} us",
+                flush=True,
+            )
+        counters = await stats(base)
+    assert best_plain is not None
+    assert best_inbox is not None
+    return best_plain, best_inbox, counters
+
+
+async def postgres_reachable(dsn: str) -> bool:
+    try:
+        import asyncpg
+    except ImportError:
+        return False
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(
+        f"{args.requests} requests per measurement, {args.concurrency} concurrent, "
+        f"{args.rounds} rounds (best counts), {len(PAYLOAD)}-byte body, "
+        f"{os.cpu_count()} CPUs shared by server and load generator"
+    )
+    rows: list[tuple[str, Result, Result, dict[str, int]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(("sqlite", *await measure("sqlite", f"{tmp}/a.db", "public", 1024, args)))
+        if await postgres_reachable(args.postgres):
+            schema = f"tether_bench_{uuid.uuid4().hex[:8]}"
+            try:
+                rows.append(
+                    ("postgresql", *await measure("postgresql", args.postgres, schema, 1024, args))
+                )
+            finally:
+                await drop_schema(args.postgres, schema)
+        else:
+            print(f"  postgresql: unreachable at {args.postgres}, skipped")
+        if not args.quick:
+            rows.append(
+                (
+                    "sqlite, group commit off",
+                    *await measure("sqlite, group commit off", f"{tmp}/b.db", "public", 1, args),
+                )
+            )
+    print()
+    print(
+        f"{'store':<26} {'plain req/s':>11} {'durable req/s':>13} {'ratio':>6} "
+        f"{'plain p50/p99 ms':>17} {'durable p50/p99 ms':>19} {'per commit':>10}"
+    )
+    for label, plain, durable, counters in rows:
+        per_commit = counters["inserted"] / max(1, counters["commits"])
+        print(
+            f"{label:<26} {plain.rate:11.0f} {durable.rate:13.0f} "
+            f"{durable.rate / plain.rate:6.2f} "
+            f"{plain.p50_ms:8.2f}/{plain.p99_ms:<8.2f} {durable.p50_ms:9.2f}/{durable.p99_ms:<9.2f}"
+            f" {per_commit:10.1f}"
+        )
+    print("\nratio = durable / plain (target >= 0.8); per commit = deliveries per fsync'd commit")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="small counts, one round")
+    parser.add_argument("--postgres", default=os.environ.get("TETHER_BENCH_PG", DEFAULT_PG))
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", default="public", help=argparse.SUPPRESS)
+    parser.add_argument("--max-batch", type=int, default=1024, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.serve is not None:
+        serve(arguments.serve, arguments.store, arguments.schema, arguments.max_batch)
+    else:
+        if arguments.quick:
+            arguments.requests, arguments.rounds, arguments.warmup = 2000, 1, 200
+        asyncio.run(main(arguments))
