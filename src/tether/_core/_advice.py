@@ -11,18 +11,33 @@ import math
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-__all__ = ["parse_retry_after", "should_retry_header"]
+__all__ = ["http_date", "parse_retry_after", "server_now", "should_retry_header"]
 
 
-def _http_date(value: str) -> float | None:
+def http_date(value: str) -> float | None:
+    """Epoch seconds of an HTTP-date (RFC 9110 §5.6.7), or None when it is not one."""
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:
-        # RFC 9110 §5.6.7: HTTP-dates are always GMT, even when the zone is missing.
+        # An HTTP-date always names GMT; one without a zone is not an HTTP-date.
         return None
     return parsed.timestamp()
+
+
+def server_now(headers: Mapping[str, str], now_wall: float) -> float:
+    """The server's clock at the time of the response (its `Date`), else ours.
+
+    Times the server states as dates are measured against its own clock, so a skewed client
+    clock neither stretches nor shrinks the waits they imply.
+    """
+    date = headers.get("date")
+    if date is not None:
+        stated = http_date(date)
+        if stated is not None:
+            return stated
+    return now_wall
 
 
 def _finite_non_negative(value: str) -> float | None:
@@ -56,16 +71,10 @@ def parse_retry_after(headers: Mapping[str, str], *, now_wall: float) -> float |
     seconds = _finite_non_negative(value)
     if seconds is not None:
         return seconds
-    when = _http_date(value)
+    when = http_date(value)
     if when is None:
         return None
-    reference = now_wall
-    date_header = headers.get("date")
-    if date_header is not None:
-        server_now = _http_date(date_header)
-        if server_now is not None:
-            reference = server_now
-    return max(0.0, when - reference)
+    return max(0.0, when - server_now(headers, now_wall))
 
 
 def should_retry_header(headers: Mapping[str, str]) -> bool | None:

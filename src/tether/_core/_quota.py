@@ -33,7 +33,8 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+
+from tether._core._advice import http_date, server_now
 
 __all__ = ["Quota", "parse_quota", "parse_quotas"]
 
@@ -156,25 +157,6 @@ def _duration(text: str) -> float | None:
     )
 
 
-def _http_date(value: str) -> float | None:
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.timestamp()
-
-
-def _reference(headers: Mapping[str, str], now_wall: float) -> float:
-    date = headers.get("date")
-    if date is not None:
-        server_now = _http_date(date)
-        if server_now is not None:
-            return server_now
-    return now_wall
-
-
 def _reset(value: str | None, headers: Mapping[str, str], now_wall: float) -> float | None:
     """Seconds until reset from a delta, an epoch timestamp, a duration or an HTTP-date."""
     if value is None:
@@ -188,10 +170,10 @@ def _reset(value: str | None, headers: Mapping[str, str], now_wall: float) -> fl
         duration = _duration(text)
         if duration is not None:
             return duration
-        when = _http_date(whole)
+        when = http_date(whole)
         if when is None:
             return None
-        return max(0.0, when - _reference(headers, now_wall))
+        return max(0.0, when - server_now(headers, now_wall))
     if not math.isfinite(number) or number < 0:
         return None
     return _reset_number(number, headers, now_wall)
@@ -202,7 +184,7 @@ def _reset_number(number: float, headers: Mapping[str, str], now_wall: float) ->
     if number >= _EPOCH_MILLIS:
         number /= 1000.0
     if number > _MAX_DELTA:
-        return max(0.0, number - _reference(headers, now_wall))
+        return max(0.0, number - server_now(headers, now_wall))
     return number
 
 
