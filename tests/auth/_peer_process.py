@@ -1,4 +1,7 @@
-"""A second process for the shared-store test: waits for "go", then calls the API 20 times."""
+"""A second process for the shared-store tests: waits for "go", then calls the API 20 times.
+
+Arguments: token URL, API URL, token store path, client id, client secret ("" for none).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,21 @@ import tether
 from tether.auth import FileTokenStore, OAuth2
 
 
-async def main(base_url: str, store_path: str, client_id: str, client_secret: str) -> None:
+async def main(token_url: str, api_url: str, store_path: str, client_id: str, secret: str) -> None:
     auth = OAuth2.refresh_token(
-        f"{base_url}/token",
+        token_url,
         client_id,
         "seed-not-used-the-store-wins",
-        client_secret,
+        secret or None,
         store=FileTokenStore(store_path),
         store_key="shared",
     )
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
-    async with tether.Client(base_url, auth=auth) as client:
-        responses = await asyncio.gather(*(client.get("/api") for _ in range(20)))
+    async with tether.Client(auth=auth) as client:
+        responses = await asyncio.gather(*(client.get(api_url) for _ in range(20)))
     print(json.dumps([r.status for r in responses]), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:6]))

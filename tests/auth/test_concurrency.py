@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -130,28 +131,26 @@ async def test_peer_rotation_is_adopted_instead_of_burning_the_grant(fake_as: Fa
     assert fake_as.invalid_grants == 0
 
 
-async def test_two_processes_sharing_a_file_store(fake_as: FakeAS, tmp_path: Path) -> None:
-    """Two processes at expiry, sharing a file store, cause one refresh and no invalid_grant."""
-    path = tmp_path / "tokens.json"
-    seed = fake_as.issue_refresh_token()
-    now = time.time()
-    expired = TokenSet(
-        access_token=SecretStr("expired-access"),
-        refresh_token=SecretStr(seed),
-        issued_at=now - 3610,
-        expires_at=now - 10,
-        version=1,
-    )
-    assert await FileTokenStore(path).save("shared", expired, expected_version=None)
-    fake_as.gate = asyncio.Event()
+async def run_two_processes(
+    token_url: str,
+    api_url: str,
+    path: Path,
+    *,
+    client_id: str,
+    secret: str,
+    token_requests: Callable[[], Awaitable[int]],
+    release: Callable[[], None] | None = None,
+) -> list[list[int]]:
+    """Start two peer processes on one file store, let them go at once, return their statuses."""
     peers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             str(PEER),
-            fake_as.url,
+            token_url,
+            api_url,
             str(path),
-            CLIENT_ID,
-            CLIENT_SECRET,
+            client_id,
+            secret,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -161,23 +160,54 @@ async def test_two_processes_sharing_a_file_store(fake_as: FakeAS, tmp_path: Pat
         for peer in peers:
             assert peer.stdout is not None
             assert (await asyncio.wait_for(peer.stdout.readline(), 30)).strip() == b"ready"
+        before = await token_requests()
         for peer in peers:
             assert peer.stdin is not None
             peer.stdin.write(b"go\n")
             await peer.stdin.drain()
-        await wait_for(lambda: fake_as.token_requests >= 1, "the first token request", 30)
-        # Give the other process the chance to misbehave: without the store's lock it would
-        # send its own refresh now, with the same refresh token.
-        await asyncio.sleep(0.5)
-        fake_as.gate.set()
+        if release is not None:
+            deadline = time.monotonic() + 30
+            while await token_requests() == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            # Give the other process the chance to misbehave: without the store's lock it would
+            # send its own refresh now, with the same refresh token.
+            await asyncio.sleep(0.5)
+            release()
         outputs = [await asyncio.wait_for(peer.communicate(), 60) for peer in peers]
     finally:
         for peer in peers:
             if peer.returncode is None:
                 peer.kill()
                 await peer.wait()
-    for stdout, _ in outputs:
-        assert json.loads(stdout) == [200] * 20
+    return [json.loads(stdout) for stdout, _ in outputs]
+
+
+def expired_token_set(refresh_token: str) -> TokenSet:
+    now = time.time()
+    return TokenSet(
+        access_token=SecretStr("expired-access"),
+        refresh_token=SecretStr(refresh_token),
+        issued_at=now - 3610,
+        expires_at=now - 10,
+        version=1,
+    )
+
+
+async def test_two_processes_sharing_a_file_store(fake_as: FakeAS, tmp_path: Path) -> None:
+    """Two processes at expiry, sharing a file store, cause one refresh and no invalid_grant."""
+    path = tmp_path / "tokens.json"
+    seed = fake_as.issue_refresh_token()
+    assert await FileTokenStore(path).save("shared", expired_token_set(seed), expected_version=None)
+    fake_as.gate = asyncio.Event()
+
+    async def count() -> int:
+        return fake_as.token_requests
+
+    results = await run_two_processes(
+        fake_as.token_url, f"{fake_as.url}/api", path, client_id=CLIENT_ID, secret=CLIENT_SECRET,
+        token_requests=count, release=fake_as.gate.set,
+    )  # fmt: skip
+    assert results == [[200] * 20, [200] * 20]
     assert fake_as.token_requests == 1
     assert fake_as.invalid_grants == 0
     stored = await FileTokenStore(path).load("shared")

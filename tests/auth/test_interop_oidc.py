@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,8 +15,9 @@ from aiohttp import web
 
 import tether
 from tests.auth._peers import HeadlessBrowser, OidcPeer
+from tests.auth.test_concurrency import expired_token_set, run_two_processes
 from tests.conftest import LoopbackServer
-from tether.auth import DPoPKey, MemoryTokenStore, OAuth2, login
+from tether.auth import DPoPKey, FileTokenStore, MemoryTokenStore, OAuth2, login
 from tether.testing import FakeClock
 
 
@@ -56,20 +59,27 @@ class TestClientCredentials:
     )
     async def test_secret_methods(
         self,
+        *,
         oidc_peer: OidcPeer,
         introspecting_api: LoopbackServer,
         client_id: str,
         secret: str,
         method: str,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """client_credentials with client_secret_basic and client_secret_post."""
+        """client_credentials with client_secret_basic and client_secret_post; no secret logged."""
+        caplog.set_level(logging.DEBUG)
         auth = OAuth2.client_credentials(
             oidc_peer.token_url, client_id, secret, scope="api", client_auth=method,  # type: ignore[arg-type]
             store=MemoryTokenStore(),
         )  # fmt: skip
         async with tether.Client(introspecting_api.url, auth=auth) as c:
             answer = (await c.get("/resource")).json()
+            token = (await auth.access_token()).get_secret_value()
         assert answer == {"client_id": client_id, "scope": "api"}
+        assert "tether" in caplog.text  # the token request and the API call were logged
+        assert secret not in caplog.text
+        assert token not in caplog.text
 
     async def test_private_key_jwt(
         self, oidc_peer: OidcPeer, introspecting_api: LoopbackServer
@@ -219,5 +229,28 @@ async def test_200_tasks_and_8_threads_at_expiry(
             statuses += await asyncio.gather(*threads)
     after = await oidc_peer.stats()
     assert statuses == [200] * 208
+    assert after["token_requests"] - before["token_requests"] == 1
+    assert after["invalid_grant"] == before["invalid_grant"]
+
+
+async def test_two_processes_sharing_a_file_store(oidc_peer: OidcPeer, tmp_path: Path) -> None:
+    """Two processes at expiry, sharing a file store, refresh once; no invalid_grant."""
+    auth = code_credential(oidc_peer)
+    token = await login(auth, open_browser=HeadlessBrowser().visit)
+    assert token.refresh_token is not None
+    path = tmp_path / "tokens.json"
+    seeded = expired_token_set(token.refresh_token.get_secret_value())
+    assert await FileTokenStore(path).save("shared", seeded, expected_version=None)
+    before = await oidc_peer.stats()
+
+    async def count() -> int:
+        return (await oidc_peer.stats())["token_requests"]
+
+    results = await run_two_processes(
+        oidc_peer.token_url, f"{oidc_peer.url}/me", path, client_id="cli", secret="",
+        token_requests=count,
+    )  # fmt: skip
+    after = await oidc_peer.stats()
+    assert results == [[200] * 20, [200] * 20]
     assert after["token_requests"] - before["token_requests"] == 1
     assert after["invalid_grant"] == before["invalid_grant"]
