@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,20 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
 
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    port = listener.getsockname()[1]
-    os.set_inheritable(listener.fileno(), True)
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_server.py"), str(listener.fileno())],
-        pass_fds=(listener.fileno(),),
-    )
-    listener.close()
-    return proc, f"http://127.0.0.1:{port}"
+from _process import server_process  # noqa: E402
 
 
 async def drive(one: Callable[[], Awaitable[object]], total: int, concurrency: int) -> float:
@@ -212,8 +198,7 @@ def main() -> None:
     logging.getLogger("tether").addHandler(logging.NullHandler())
     logging.getLogger("tether").setLevel(logging.INFO)
 
-    proc, url = start_server()
-    try:
+    with server_process("_server.py") as url:
         time.sleep(0.3)
         contenders: dict[str, Callable[[str, int, int], Awaitable[float]]] = {
             "raw aiohttp": raw_aiohttp,
@@ -253,10 +238,6 @@ def main() -> None:
             for name, run_sync in sync_contenders.items():
                 sync_best[name] = max(sync_best[name], run_sync(url, args.sync_requests))
         table(f"sync: {args.sync_requests} sequential GETs", sync_best, "tether.SyncClient")
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,22 +23,10 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
 
 import tether  # noqa: E402
-
-
-def start_server(limit: int) -> tuple[subprocess.Popen[bytes], str]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    port = listener.getsockname()[1]
-    os.set_inheritable(listener.fileno(), True)
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_strict_server.py"), str(listener.fileno()), str(limit)],
-        pass_fds=(listener.fileno(),),
-    )
-    listener.close()
-    return proc, f"http://127.0.0.1:{port}"
+from _process import server_process  # noqa: E402
 
 
 async def wait_ready(url: str) -> None:
@@ -136,8 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds = 3.0
-    proc, url = start_server(args.rate)
-    try:
+    with server_process("_strict_server.py", str(args.rate)) as url:
         asyncio.run(wait_ready(url))
         contenders = {
             f"tether RateLimit({args.rate}/s)": tether_static,
@@ -156,10 +140,6 @@ def main() -> None:
                 f"{name:<42}{served:>10.1f}{served / args.rate:>9.1%}{tally.limited:>7}"
                 f"{tally.limited_after_first_second:>9}"
             )
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
 
 
 if __name__ == "__main__":

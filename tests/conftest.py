@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -173,3 +174,52 @@ async def fault_server() -> AsyncIterator[FaultServer]:
         event.set()
     srv.close()
     await srv.wait_closed()
+
+
+ThreadServerFactory = Callable[[dict[str, Handler]], str]
+
+
+@pytest.fixture
+def thread_server() -> Iterator[ThreadServerFactory]:
+    """Start aiohttp servers on loopback, each on its own thread and loop, for blocking clients.
+
+    Call it with {"/path": handler} for GET routes; it returns the base URL. Every server is
+    stopped when the test ends.
+    """
+    stops: list[Callable[[], None]] = []
+
+    def start(routes: dict[str, Handler]) -> str:
+        ready = threading.Event()
+        state: dict[str, object] = {}
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            app = web.Application()
+            for path, handler in routes.items():
+                app.router.add_get(path, handler)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+            state.update(url=f"http://127.0.0.1:{runner.addresses[0][1]}", loop=loop)
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("loopback server thread did not start")
+        loop = state["loop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+        stops.append(stop)
+        return str(state["url"])
+
+    yield start
+    for stop in stops:
+        stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pydantic
@@ -10,7 +9,7 @@ import pytest
 from aiohttp import web
 
 import tether
-from tests.conftest import LoopbackServer
+from tests.conftest import LoopbackServer, ThreadServerFactory
 from tether.testing import FakeClock, MockTransport
 
 
@@ -325,9 +324,8 @@ class TestSyncClient:
 
 
 @pytest.fixture
-def server_thread() -> object:
+def server_thread(thread_server: ThreadServerFactory) -> str:
     """A real aiohttp server on loopback in a thread, for the blocking client's tests."""
-    import asyncio
 
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"n": int(request.query["n"])})
@@ -335,31 +333,4 @@ def server_thread() -> object:
     async def device(_: web.Request) -> web.Response:
         return web.json_response({"id": 7, "name": "hall"})
 
-    ready = threading.Event()
-    state: dict[str, object] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_get("/echo", echo)
-        app.router.add_get("/device", device)
-        runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        state["loop"] = loop
-        state["runner"] = runner
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield state["url"]
-    loop = state["loop"]
-    assert isinstance(loop, asyncio.AbstractEventLoop)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    return thread_server({"/echo": echo, "/device": device})

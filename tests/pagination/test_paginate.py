@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Iterator
 
 import pydantic
 import pytest
 from aiohttp import web
 
 import tether
-from tests.conftest import LoopbackServer
+from tests.conftest import LoopbackServer, ThreadServerFactory
 from tether.pagination import Cursor, LinkHeader, NextURL, Offset, PageNumber, StopReason
 from tether.testing import no_wait
 
@@ -366,33 +364,10 @@ def test_sync_client_paginates(sync_server: str) -> None:
 
 
 @pytest.fixture
-def sync_server() -> Iterator[str]:
+def sync_server(thread_server: ThreadServerFactory) -> str:
     async def handler(request: web.Request) -> web.Response:
         start = int(request.query.get("cursor", "0"))
         following = start + 3 if start + 3 < len(ITEMS) else None
         return web.json_response({"data": chunk(start), "next_cursor": following})
 
-    ready = threading.Event()
-    state: dict[str, object] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_get("/items", handler)
-        runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-        state.update(url=f"http://127.0.0.1:{runner.addresses[0][1]}", loop=loop)
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield str(state["url"])
-    loop = state["loop"]
-    assert isinstance(loop, asyncio.AbstractEventLoop)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    return thread_server({"/items": handler})
