@@ -16,6 +16,7 @@ from tether.testing import (
     RateLimited,
     Reply,
     Schedule,
+    ServerError,
 )
 
 
@@ -65,3 +66,36 @@ async def test_a_long_backoff_outlives_a_cursor(mode: str) -> None:
     assert clock.sleeps == [120.0]
     assert expired.status == 400
     assert expired.json()["error"] == "cursor_expired"
+
+
+async def test_rate_limit_spacing_is_virtual(mode: str) -> None:
+    """The client's "60/min" limit spaces calls one second apart on the shared fake clock."""
+    clock = FakeClock()
+    api = MockAPI(clock=clock)
+    api.stub("GET", "/x", Reply(json=1))
+    started = time.monotonic()
+    async with connect(api, mode, rate_limit="60/min", retry=None) as client:
+        for _ in range(4):
+            await client.get("/x")
+    assert clock.sleeps == [1.0, 1.0, 1.0]
+    assert time.monotonic() - started < 5.0
+
+
+async def test_breaker_opens_on_a_burst_and_probes_after_virtual_time(mode: str) -> None:
+    """A 5xx burst opens the breaker, which then spares the API; once the open window has
+    passed on the fake clock, a probe goes through and closes it."""
+    clock = FakeClock()
+    api = MockAPI(clock=clock)
+    stub = api.stub("GET", "/x", Reply(json="up"))
+    api.inject(ServerError(503), path="/x", schedule=Schedule(times=5))
+    breaker = tether.Breaker(minimum_calls=5, window=30, open_for=60, half_open_probes=1)
+    async with connect(api, mode, breaker=breaker, retry=None, raise_for_status=False) as client:
+        statuses = [(await client.get("/x")).status for _ in range(5)]
+        with pytest.raises(tether.CircuitOpenError) as info:
+            await client.get("/x")
+        assert len(api.requests) == 5
+        clock.advance(info.value.retry_at - clock.monotonic() + 0.001)
+        probe = await client.get("/x")
+    assert statuses == [503] * 5
+    assert probe.json() == "up"
+    assert stub.call_count == 1
