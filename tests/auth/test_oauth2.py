@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 
+import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import tether
 from tests.auth._fake_as import CLIENT_ID, CLIENT_SECRET, FakeAS
 from tether.auth import MemoryTokenStore, OAuth2
+from tether.testing import MockTransport
 
 
 def cc(fake_as: FakeAS, **options: object) -> OAuth2:
@@ -123,6 +125,37 @@ class TestClientCredentials:
         """Passing grant_type as an extra parameter is a ConfigError."""
         with pytest.raises(tether.ConfigError, match="grant_type"):
             OAuth2.client_credentials("https://a.example/t", "id", "s", grant_type="password")
+
+
+class TestTokenEndpointTransport:
+    async def test_borrowed_session_is_used_and_left_open(self, fake_as: FakeAS) -> None:
+        """session= (Home Assistant's rule) carries token requests and is never closed."""
+        async with aiohttp.ClientSession() as session:
+            auth = cc(fake_as, session=session)
+            await auth.current_token()
+            fake_as.clock.advance(3600)
+            await auth.current_token()
+            assert not session.closed
+        assert fake_as.token_requests == 2
+
+    async def test_borrowed_transport_is_not_closed(self) -> None:
+        """transport= answers token requests in memory and is not closed after them."""
+        closed: list[bool] = []
+
+        class Recording(MockTransport):
+            async def aclose(self) -> None:
+                closed.append(True)
+
+        transport = Recording(
+            lambda r: tether.Response(200, json={"access_token": "mem", "expires_in": 60})
+        )
+        auth = OAuth2.client_credentials(
+            "https://auth.example.com/token", "id", "secret", transport=transport,
+            store=MemoryTokenStore(),
+        )  # fmt: skip
+        assert (await auth.access_token()).get_secret_value() == "mem"
+        assert closed == []
+        assert transport.requests[0].url == "https://auth.example.com/token"
 
 
 class TestRefreshToken:

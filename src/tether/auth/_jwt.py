@@ -162,6 +162,7 @@ class SignedJWT(Credential):
         "_lock",
         "_redactors",
         "_seen",
+        "_value",
         "header",
         "lifetime",
         "scheme",
@@ -197,6 +198,7 @@ class SignedJWT(Credential):
         self._cached: tuple[str, float] | None = None  # (token, re-sign at)
         self._lock = threading.Lock()
         self._seen: tuple[str, ...] = ()
+        self._value: tuple[str, str] | None = None  # (token, header value)
         self._redactors: dict[int, tuple[Redactor, tuple[str, ...], Redactor]] = {}
 
     def token(self) -> str:
@@ -220,7 +222,10 @@ class SignedJWT(Credential):
 
     def send(self, request: Request, next_: Send) -> Awaitable[Response]:
         token = self.token()
-        request.headers[self.header] = f"{self.scheme} {token}" if self.scheme else token
+        value = self._value
+        if value is None or value[0] is not token:
+            value = self._value = (token, f"{self.scheme} {token}" if self.scheme else token)
+        request.headers[self.header] = value[1]
         request.redactor = self._redactor_for(request.redactor)
         return next_(request)
 
