@@ -1,6 +1,7 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, pagination, policies, testing, transports, webhooks
+from tether import auth, cache, pagination, policies, testing, transports, webhooks
+from tether._cache_config import Cache
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
 from tether._config import Retry, RetryBudget, Timeout
@@ -49,6 +50,7 @@ __all__ = [
     "BreakerEvent",
     "Bulkhead",
     "BulkheadFull",
+    "Cache",
     "CircuitOpenError",
     "Client",
     "Clock",
@@ -90,6 +92,7 @@ __all__ = [
     "WebhookVerificationReason",
     "__version__",
     "auth",
+    "cache",
     "pagination",
     "policies",
     "testing",

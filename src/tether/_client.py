@@ -18,6 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import TypeAdapter, ValidationError
 
+from tether._cache_config import Cache
 from tether._clock import Clock, SystemClock
 from tether._config import NO_RETRY, Retry, Timeout
 from tether._core._breaker import BreakerMetrics
@@ -34,6 +35,7 @@ from tether.pagination import Paginated, Paginator, SyncPaginated
 from tether.policies._base import Policy, build_pipeline
 from tether.policies._breaker import BreakerPolicy
 from tether.policies._bulkhead import BulkheadPolicy
+from tether.policies._cache import CACHE_TTL_EXTENSION, CachePolicy
 from tether.policies._ratelimit import COST_EXTENSION, RateLimitPolicy
 from tether.policies._redirect import RedirectPolicy
 from tether.policies._retry import RETRY_EXTENSION, TIMEOUT_EXTENSION, RetryPolicy
@@ -142,6 +144,8 @@ class Client:
             list of them, all acquired together before each attempt.
         breaker: A `Breaker`: stop calling a host that is failing, probe it, recover.
         bulkhead: A `Bulkhead`: at most N requests in flight, a bounded queue behind them.
+        cache: A `Cache`: a private RFC 9111 cache for GET/HEAD, with single-flight and
+            stale-if-error; see docs/caching.md.
         clock: The time source; tests pass `tether.testing.FakeClock`.
     """
 
@@ -170,6 +174,7 @@ class Client:
         rate_limit: RateLimitTypes | None = None,
         breaker: Breaker | None = None,
         bulkhead: Bulkhead | None = None,
+        cache: Cache | None = None,
         clock: Clock | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, Credential):
@@ -225,6 +230,7 @@ class Client:
             rate_limit=rate_limit,
             breaker=breaker,
             bulkhead=bulkhead,
+            cache=cache,
             follow_redirects=follow_redirects,
             max_redirects=max_redirects,
         )
@@ -239,6 +245,7 @@ class Client:
         rate_limit: RateLimitTypes | None,
         breaker: Breaker | None,
         bulkhead: Bulkhead | None,
+        cache: Cache | None,
         follow_redirects: bool,
         max_redirects: int,
     ) -> Send:
@@ -246,10 +253,16 @@ class Client:
             raise ConfigError(f"breaker must be a tether.Breaker or None, got {breaker!r}")
         if bulkhead is not None and not isinstance(bulkhead, Bulkhead):
             raise ConfigError(f"bulkhead must be a tether.Bulkhead or None, got {bulkhead!r}")
-        # Order, outermost first: retry -> rate limit -> bulkhead -> breaker -> auth ->
-        # redirects -> transport. Each attempt takes its own rate-limit slot (the server counts
-        # attempts); the breaker times only the real exchange, not the waits before it.
-        policies: list[Policy] = [self._retry_policy]
+        if cache is not None and not isinstance(cache, Cache):
+            raise ConfigError(f"cache must be a tether.Cache or None, got {cache!r}")
+        # Order, outermost first: cache -> retry -> rate limit -> bulkhead -> breaker -> auth ->
+        # redirects -> transport. A fresh cache hit costs no token and no breaker call, and a
+        # failure anywhere below can be answered from a stale entry. Each attempt takes its
+        # own rate-limit slot (the server counts attempts); the breaker times only the real
+        # exchange, not the waits before it.
+        self._cache = CachePolicy(cache, clock=self._clock) if cache is not None else None
+        policies: list[Policy] = [self._cache] if self._cache is not None else []
+        policies.append(self._retry_policy)
         limiters = rate_limiters(rate_limit)
         self.rate_limiters = limiters
         if limiters:
@@ -392,11 +405,13 @@ class Client:
         retry: Retry | UseClientDefault | None = USE_CLIENT_DEFAULT,
         raise_for_status: bool | None = None,
         cost: float | tuple[float, ...] = 1.0,
+        cache_ttl: float | None = None,
     ) -> Response:
         """Send one request; every client option except the transport can be overridden here.
 
         `cost` weighs the request for the rate limiters (tokens for an LLM API, say): one
-        number for every limit, or one per limit.
+        number for every limit, or one per limit. `cache_ttl` keeps this response fresh for
+        that many seconds whatever its headers say (0 bypasses the cache for this call).
         """
         request = self.build_request(
             method,
@@ -410,6 +425,8 @@ class Client:
         )
         if cost != 1.0:
             request.extensions[COST_EXTENSION] = cost
+        if cache_ttl is not None:
+            request.extensions[CACHE_TTL_EXTENSION] = cache_ttl
         # The pipeline is awaited here rather than through send(): one frame less per call.
         self._prepare(request, retry)
         return self._finish(await self._send(request), raise_for_status)
@@ -492,6 +509,8 @@ class Client:
         if self._state is ClientState.CLOSED:
             return
         self._state = ClientState.CLOSED
+        if self._cache is not None:
+            await self._cache.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> Client:
