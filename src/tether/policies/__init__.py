@@ -1,6 +1,8 @@
-"""The client pipeline. Order (outermost first): retry -> auth -> transport.
+"""The client pipeline. Order, outermost first:
 
-Rate limiting, circuit breaking and caching slot in as further links; see DESIGN.md.
+    cache -> retry -> rate limit -> bulkhead -> breaker -> auth -> redirects -> transport
+
+Each link is `send(request, next_)`; the client links the ones its options ask for, once.
 """
 
 from tether.policies._base import Policy, build_pipeline
