@@ -33,8 +33,10 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["FileTokenStore", "MemoryTokenStore", "SQLiteTokenStore", "TokenStore"]
 
-#: How long a process may hold a store's refresh lock before peers stop waiting for it.
-DEFAULT_LOCK_TIMEOUT = 60.0
+#: How long a process waits for a store's refresh lock, and how long a SQLite lease lasts.
+#: Longer than one refresh can take (3 attempts of 30 s plus backoff), so a lease never expires
+#: under a refresh that is still running.
+DEFAULT_LOCK_TIMEOUT = 120.0
 _POLL = 0.02
 
 
