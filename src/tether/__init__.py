@@ -1,6 +1,6 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, cache, pagination, policies, testing, transports, webhooks
+from tether import auth, cache, pagination, policies, stores, testing, transports, webhooks
 from tether._cache_config import Cache
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
@@ -95,6 +95,7 @@ __all__ = [
     "cache",
     "pagination",
     "policies",
+    "stores",
     "testing",
     "transports",
     "webhooks",
