@@ -7,7 +7,7 @@ One command, one run, ratios printed:
 
 The receiver runs under uvicorn (httptools, uvloop) in its own process on a loopback port. The
 same server answers two routes: `/plain`, a Starlette endpoint that reads the body and answers
-200, and `/in/hooks`, the inbox route that checks size and content type, verifies a Standard
+200, and `/hooks`, the inbox route that checks size and content type, verifies a Standard
 Webhooks signature, commits the delivery to the store with fsync (group commit) and only then
 answers 200. The load generator is aiohttp with bounded concurrency and a bounded count, every
 request pre-signed with a unique id. Each configuration runs in rounds, alternating the two
@@ -63,7 +63,7 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Mount, Route
+    from starlette.routing import Route
 
     from tether import stores, webhooks
 
@@ -91,7 +91,7 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
         routes=[
             Route("/plain", plain, methods=["POST"]),
             Route("/stats", stats),
-            Mount("/in", app=inbox.app),
+            *inbox.routes,
         ],
         lifespan=inbox.lifespan,
     )
@@ -226,12 +226,12 @@ async def measure(
 
         warm = requests_for(f"{run}w", args.warmup)
         await drive(base + "/plain", warm, args.concurrency)
-        await drive(base + "/in/hooks", warm, args.concurrency)
+        await drive(base + "/hooks", warm, args.concurrency)
         best_plain: Result | None = None
         best_inbox: Result | None = None
         for round_ in range(args.rounds):
             plain = await timed("/plain", requests_for(f"{run}p{round_}", args.requests))
-            durable = await timed("/in/hooks", requests_for(f"{run}d{round_}", args.requests))
+            durable = await timed("/hooks", requests_for(f"{run}d{round_}", args.requests))
             if durable.errors or plain.errors:
                 raise SystemExit(f"{label}: {durable.errors + plain.errors} non-200 answers")
             if best_plain is None or plain.rate > best_plain.rate:

@@ -13,6 +13,7 @@ Handlers never run in the request: the dispatcher runs them from the store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -41,6 +42,7 @@ from tether.webhooks._secrets import Secrets, unwrap_secrets
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.routing import Route
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "Inbox", "Source"]
 
@@ -399,8 +401,9 @@ class Inbox:
             else None
         )
         self._app: Starlette | None = None
+        self._routes: list[Route] | None = None
         self._started = False
-        self._starting: Any = None
+        self._starting = asyncio.Lock()
 
     def __repr__(self) -> str:
         names = ", ".join(source.name for source in self.sources)
@@ -423,10 +426,6 @@ class Inbox:
         """Open the store and start the dispatcher; done on first request if nobody did."""
         if self._started:
             return
-        import asyncio  # noqa: PLC0415 - a lock must be made inside the loop that uses it
-
-        if self._starting is None:
-            self._starting = asyncio.Lock()
         async with self._starting:
             if self._started:
                 return
@@ -470,19 +469,31 @@ class Inbox:
     # -- the ASGI app ----------------------------------------------------------------------------
 
     @property
-    def app(self) -> Starlette:
-        """The Starlette app: one POST route per source, plus this inbox's lifespan."""
-        if self._app is None:
+    def routes(self) -> list[Route]:
+        """One Starlette route per source, to add to an app of your own without a Mount.
+
+        Run this inbox's lifespan (or `async with inbox:`) in that app's lifespan too; without
+        it the store opens on the first delivery and the dispatcher starts then.
+        """
+        if self._routes is None:
             try:
-                from starlette.applications import Starlette  # noqa: PLC0415 - optional
                 from starlette.datastructures import Headers  # noqa: PLC0415 - optional
                 from starlette.routing import Route  # noqa: PLC0415 - optional
             except ImportError:
                 raise ConfigError(
                     "the webhook inbox needs starlette: pip install 'tether[server]'"
                 ) from None
-            routes = [
+            self._routes = [
                 Route(source.path, _Receiver(self, source, Headers)) for source in self.sources
             ]
+        return list(self._routes)
+
+    @property
+    def app(self) -> Starlette:
+        """The Starlette app: one POST route per source, plus this inbox's lifespan."""
+        if self._app is None:
+            routes = self.routes
+            from starlette.applications import Starlette  # noqa: PLC0415 - optional
+
             self._app = Starlette(routes=routes, lifespan=self.lifespan)
         return self._app
