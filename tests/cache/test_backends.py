@@ -193,6 +193,21 @@ async def test_sqlite_entries_survive_reopen(tmp_path: Path) -> None:
     await second.aclose()
 
 
+async def test_sqlite_recency_of_reads_survives_close(tmp_path: Path) -> None:
+    """Reads are written with the next store or at close, so LRU order outlives the process."""
+    path = tmp_path / "cache.db"
+    one = stored(b"x" * 1000).size
+    first = SQLiteCache(path, max_bytes=one * 3)
+    for key in ("a", "b", "c"):
+        await first.set(key, stored(b"x" * 1000))
+    await first.get("a")
+    await first.aclose()
+    second = SQLiteCache(path, max_bytes=one * 3)
+    await second.set("d", stored(b"x" * 1000))
+    assert [bool(await second.get(key)) for key in "abcd"] == [True, False, True, True]
+    await second.aclose()
+
+
 async def test_sqlite_is_reopened_after_close(tmp_path: Path) -> None:
     """A backend used after aclose opens its file again rather than failing."""
     cache = SQLiteCache(tmp_path / "cache.db")

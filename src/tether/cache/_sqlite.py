@@ -52,6 +52,9 @@ END;
 
 # The least recently used rows are dropped in batches of this many while over the bound.
 _EVICT_BATCH = 64
+# Reads are recorded in memory and written with the next store (or once this many pile up),
+# so a hit costs a read, not a write transaction.
+_TOUCH_BATCH = 256
 # Recency is a counter in the file, not a clock: every process sharing it agrees on order.
 _TOUCH = (
     "UPDATE tether_cache SET used = (SELECT COALESCE(MAX(used), 0) + 1 FROM tether_cache) "
@@ -77,13 +80,15 @@ class SQLiteCache:
     last responses stored, which a cache can afford. Several processes may share one file.
     """
 
-    __slots__ = ("_conn", "_lock", "max_bytes", "path")
+    __slots__ = ("_conn", "_lock", "_touched", "max_bytes", "path")
 
     def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = 256 * 2**20) -> None:
         self.path = Path(path)
         self.max_bytes = positive_bytes("SQLiteCache", max_bytes)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Keys read since the last write, oldest first: their recency is not on disk yet.
+        self._touched: dict[str, None] = {}
 
     # -- the async surface: one worker-thread hop per call ----------------------------------
 
@@ -138,25 +143,33 @@ class SQLiteCache:
             if not rows:
                 return []
             found: list[StoredResponse] = []
-            damaged: list[str] = []
+            damaged: list[tuple[str, str]] = []
             for variant, partition, meta, body in rows:
                 entry = decode_entry(meta)
                 if entry is None:
-                    damaged.append(variant)
+                    damaged.append((key, variant))
                 else:
                     found.append(StoredResponse(entry=entry, body=body, partition=partition))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_TOUCH, (key,))
-                conn.executemany(
-                    "DELETE FROM tether_cache WHERE key = ? AND variant = ?",
-                    [(key, variant) for variant in damaged],
-                )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            if damaged:
+                conn.executemany("DELETE FROM tether_cache WHERE key = ? AND variant = ?", damaged)
+            self._touched.pop(key, None)
+            self._touched[key] = None
+            if len(self._touched) >= _TOUCH_BATCH:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._record_touches(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
             return found
+
+    def _record_touches(self, conn: sqlite3.Connection) -> None:
+        """Write the recency of the keys read since the last write, in the order read."""
+        touched = self._touched
+        if touched:
+            conn.executemany(_TOUCH, [(key,) for key in touched])
+            touched.clear()
 
     def _set(self, key: str, response: StoredResponse) -> None:
         size = response.size
@@ -165,6 +178,8 @@ class SQLiteCache:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Reads first, so what was just used is not what gets evicted for this write.
+                self._record_touches(conn)
                 conn.execute(
                     "DELETE FROM tether_cache WHERE key = ? AND variant = ?", (key, variant)
                 )
@@ -219,9 +234,18 @@ class SQLiteCache:
 
     def _close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            conn = self._conn
+            if conn is None:
+                return
+            self._conn = None
+            try:
+                if self._touched:
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._record_touches(conn)
+                    conn.execute("COMMIT")
+            finally:
+                self._touched.clear()
+                conn.close()
 
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.path)!r}, max_bytes={self.max_bytes})"
