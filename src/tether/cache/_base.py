@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tether._core._cache import CacheEntry
@@ -38,6 +38,11 @@ class StoredResponse:
     #: A digest of the credentials the request carried when it reached the cache ("" for
     #: none), so a response fetched with one caller's credentials never answers another's.
     partition: str = ""
+    #: Freshness facts the cache policy derives once per forced ttl, so a hit on an object a
+    #: backend keeps in memory does not parse the same header fields again. Never stored.
+    memo: dict[float | None, tuple[float, float] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def variant(self) -> str:
