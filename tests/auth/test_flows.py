@@ -327,3 +327,23 @@ class TestSignedJWT:
             SignedJWT(self.SECRET, claims={"exp": 1})
         with pytest.raises(tether.ConfigError, match="unsupported"):
             SignedJWT(self.SECRET, "none")
+
+
+def test_tether_imports_without_the_jwt_dependencies() -> None:
+    """Without PyJWT, `import tether` works and only JWT features explain what is missing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['jwt'] = None\n"
+        "import tether\n"
+        "tether.auth.Bearer('x')\n"
+        "try:\n"
+        "    tether.auth.SignedJWT('k' * 32)\n"
+        "except tether.ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "needs PyJWT and cryptography" in result.stdout

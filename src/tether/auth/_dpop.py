@@ -6,14 +6,16 @@ import base64
 import hashlib
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from tether._errors import ConfigError
-from tether.auth._jwt import SigningKey
+from tether.auth._jwt import SigningKey, require_crypto
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = ["DPoPKey", "jwk_thumbprint"]
 
@@ -60,6 +62,9 @@ class DPoPKey:
 
     @classmethod
     def generate(cls) -> DPoPKey:
+        require_crypto("DPoP")
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - optional
+
         return cls(ec.generate_private_key(ec.SECP256R1()), "ES256")
 
     @property

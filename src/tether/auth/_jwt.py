@@ -5,11 +5,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from tether._clock import Clock, SystemClock
@@ -19,18 +16,37 @@ from tether._redact import Redactor
 from tether._types import Send
 from tether.auth._base import Credential
 
+try:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    # Declared dependencies; without them `import tether` still works and only the JWT
+    # features say what is missing.
+    CRYPTO_MISSING = True
+else:
+    CRYPTO_MISSING = False
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from tether._models import Request, Response
 
-__all__ = ["SignedJWT", "SigningKey", "load_signing_key"]
+    PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+__all__ = ["SignedJWT", "SigningKey", "load_signing_key", "require_crypto"]
+
+
+def require_crypto(feature: str) -> None:
+    if CRYPTO_MISSING:
+        raise ConfigError(
+            f"{feature} needs PyJWT and cryptography: pip install 'PyJWT>=2.8' 'cryptography>=42'"
+        )
+
 
 _ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512"}
 _SYMMETRIC = {"HS256", "HS384", "HS512"}
 _REGISTERED = ("iss", "sub", "aud")
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 class SigningKey:
@@ -45,6 +61,7 @@ class SigningKey:
         *,
         key_id: str | None = None,
     ) -> None:
+        require_crypto("JWT signing")
         self.algorithm = algorithm
         self.key_id = key_id
         self._secret: SecretStr | None = None

@@ -35,13 +35,14 @@ from tether._redact import Redactor
 from tether._types import SecretLike, Send
 from tether.auth._base import Credential, TokenSource, secret_value
 from tether.auth._dpop import DPoPKey
-from tether.auth._jwt import PrivateKey, SigningKey, client_assertion, load_signing_key
+from tether.auth._jwt import SigningKey, client_assertion, load_signing_key
 from tether.auth._manager import ReauthHook, TokenManager
 from tether.auth._stores import MemoryTokenStore, TokenStore
 from tether.transports._base import AsyncTransport
 
 if TYPE_CHECKING:
     from tether._models import Request, Response
+    from tether.auth._jwt import PrivateKey
 
 __all__ = ["ClientAuthMethod", "DeviceCode", "Grant", "OAuth2", "TokenEndpointError"]
 
