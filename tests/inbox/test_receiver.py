@@ -402,3 +402,17 @@ def test_inbox_mistakes_are_config_errors() -> None:
     inbox = webhooks.Inbox([one], store=":memory:")
     with pytest.raises(ConfigError, match="no webhook source named 'b'"):
         inbox.handler("b")(lambda event: None)
+
+
+async def test_routes_join_an_app_of_your_own(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """inbox.routes serve the sources from a user's app, with no prefix and no Mount."""
+    from starlette.applications import Starlette
+
+    inbox = webhooks.Inbox(
+        sources()[:1], store=tmp_path / "r.db", dispatch=False, clock=FakeClock(wall=NOW)
+    )
+    app = Starlette(routes=inbox.routes, lifespan=inbox.lifespan)
+    async with serve(app) as base:
+        status, _, _ = await post(http, base + "/hooks/std", BODY, standard_request(BODY))
+        assert status == 200
+        assert await inbox.store.find("std", "msg_1") is not None

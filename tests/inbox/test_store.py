@@ -317,3 +317,27 @@ def test_open_inbox_store_understands_paths_and_urls() -> None:
             stores.open_inbox_store(bad)
     with pytest.raises(ConfigError):
         stores.SQLiteInboxStore("x.db", table="inbox; DROP TABLE x")
+
+
+async def test_a_delivery_postgres_rejects_fails_alone(tmp_path: object) -> None:
+    """A row the database refuses (a NUL in text) fails only its own delivery in the batch."""
+    from .conftest import drop_schema, postgres_dsn
+
+    dsn = await postgres_dsn()
+    schema = "tether_test_nul_" + str(abs(hash(str(tmp_path))))[:8]
+    store = stores.PostgresInboxStore(dsn, schema=schema)
+    try:
+        await store.open()
+        outcomes = await asyncio.gather(
+            store.add(new_event("good_1")),
+            store.add(new_event("bad\x00id")),
+            store.add(new_event("good_2")),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], int)
+        assert isinstance(outcomes[1], stores.StoreError)
+        assert isinstance(outcomes[2], int)
+        assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}
+    finally:
+        await store.close()
+        await drop_schema(dsn, schema)
