@@ -12,7 +12,8 @@ import tether
 from tests.cache.conftest import RigFactory, http_date, reply, validating
 from tests.conftest import LoopbackServer
 from tether._cache_config import Cache
-from tether.cache import SQLiteCache
+from tether.cache import MemoryCache, SQLiteCache
+from tether.policies._cache import CachePolicy
 from tether.testing import FakeClock
 
 # -- freshness (RFC 9111 §4.2) ------------------------------------------------------------------
@@ -570,3 +571,35 @@ async def test_a_broken_backend_does_not_break_calls(
     assert (await rig.get()).text == "v1"
     assert (await rig.get(method="POST")).status == 200
     assert server.count("/x") == 3
+
+
+# -- construction and closing ------------------------------------------------------------------
+
+
+def test_memory_backend_is_per_policy() -> None:
+    """backend="memory" gives each client its own MemoryCache; a given backend is used as is."""
+    clock = FakeClock()
+    one, two = CachePolicy(Cache(), clock=clock), CachePolicy(Cache(), clock=clock)
+    assert isinstance(one.backend, MemoryCache)
+    assert one.backend is not two.backend
+    shared = MemoryCache()
+    assert CachePolicy(Cache(backend=shared), clock=clock).backend is shared
+
+
+def test_policy_needs_a_cache_option() -> None:
+    """Anything but a tether Cache is refused before any I/O."""
+    with pytest.raises(tether.ConfigError, match=r"tether\.Cache"):
+        CachePolicy({"ttl": 60}, clock=FakeClock())  # type: ignore[arg-type]
+
+
+async def test_aclose_closes_the_sqlite_file(
+    server: LoopbackServer, make_rig: RigFactory, tmp_path: Path
+) -> None:
+    """Closing the policy closes its backend: the last SQLite connection folds the WAL back."""
+    path = tmp_path / "cache.db"
+    rig = make_rig(Cache(backend=SQLiteCache(path)))
+    server.script("GET", "/x", reply(rig.clock, "v1", {"Cache-Control": "max-age=60"}))
+    await rig.get()
+    assert (tmp_path / "cache.db-wal").exists()
+    await rig.policy.aclose()
+    assert not (tmp_path / "cache.db-wal").exists()
