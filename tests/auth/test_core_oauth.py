@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from tether._core._oauth import (
@@ -228,6 +230,30 @@ class TestChallenges:
         assert parse_www_authenticate("Negotiate abc123==")[0].scheme == "Negotiate"
         assert parse_www_authenticate('"unterminated') == []
         assert parse_www_authenticate("") == []
+
+
+@given(st.text(max_size=200))
+def test_www_authenticate_parser_never_raises(value: str) -> None:
+    """Any header value parses to a list of challenges or nothing; it never raises."""
+    for challenge in parse_www_authenticate(value):
+        assert challenge.scheme
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["access_token", "expires_in", "expires_at", "refresh_token", "scope",
+                         "token_type", "other"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+    )
+)  # fmt: skip
+def test_merge_accepts_or_refuses_cleanly(body: dict[str, object]) -> None:
+    """Any JSON object either merges into a token set or raises TokenResponseError."""
+    try:
+        token = merge(body)
+    except TokenResponseError:
+        return
+    assert token.access_token.get_secret_value()
+    assert token.expires_at is None or token.expires_at == token.expires_at  # not NaN
 
 
 def test_pkce_s256_rfc7636_appendix_b() -> None:

@@ -105,6 +105,18 @@ class TestFile:
         with pytest.raises(AuthError, match="not valid JSON"):
             await FileTokenStore(path).load("k")
 
+    @pytest.mark.parametrize(
+        "entry", ['"text"', '{"access_token": "a", "version": "x"}', '{"version": 1}']
+    )
+    async def test_unreadable_entry_is_an_auth_error(self, tmp_path: Path, entry: str) -> None:
+        """A token entry of the wrong shape raises AuthError naming the file, not a TypeError."""
+        from tether import AuthError
+
+        path = tmp_path / "t.json"
+        path.write_text(f'{{"format": 1, "tokens": {{"k": {entry}}}}}')
+        with pytest.raises(AuthError, match="unreadable"):
+            await FileTokenStore(path).load("k")
+
     async def test_lock_excludes_a_second_holder(self, tmp_path: Path) -> None:
         """While one holder has the refresh lock, a second waits and then times out."""
         from tether import AuthError

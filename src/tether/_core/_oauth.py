@@ -111,6 +111,12 @@ class TokenSet:
         access = secret("access_token")
         if access is None:
             raise TokenResponseError("stored token set has no access_token")
+        version = data.get("version") or 0
+        extra = data.get("extra") or {}
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise TokenResponseError("stored token set has an invalid version")
+        if not isinstance(extra, Mapping):
+            raise TokenResponseError("stored token set has invalid extra fields")
         return cls(
             access_token=access,
             token_type=str(data.get("token_type") or "Bearer"),
@@ -120,8 +126,8 @@ class TokenSet:
             refresh_token=secret("refresh_token"),
             id_token=secret("id_token"),
             scope=data.get("scope") if isinstance(data.get("scope"), str) else None,
-            version=int(data.get("version") or 0),
-            extra=dict(data.get("extra") or {}),
+            version=version,
+            extra=dict(extra),
         )
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tether._core._oauth import TokenSet
+from tether._core._oauth import TokenResponseError, TokenSet
 from tether._errors import AuthError, ConfigError
 
 try:  # POSIX advisory locks; where they do not exist, stores fall back to compare-and-swap only.
@@ -69,6 +69,20 @@ class TokenStore(abc.ABC):
     async def lock(self, key: str) -> AsyncIterator[None]:
         """Hold the refresh lock for `key` against other processes. The default holds none."""
         yield
+
+
+def _decode(data: Any, where: str) -> TokenSet | None:
+    if data is None:
+        return None
+    try:
+        if isinstance(data, str | bytes):
+            data = json.loads(data)
+        if isinstance(data, dict):
+            return TokenSet.from_json(data)
+        problem = "not an object"
+    except (TokenResponseError, ValueError) as error:
+        problem = str(error)
+    raise AuthError(f"token store {where} holds an unreadable token set: {problem}")
 
 
 def _matches(current: TokenSet | None, expected_version: int | None) -> bool:
@@ -204,8 +218,7 @@ class FileTokenStore(TokenStore):
 
     async def load(self, key: str) -> TokenSet | None:
         tokens = await asyncio.to_thread(self._read)
-        data = tokens.get(key)
-        return TokenSet.from_json(data) if isinstance(data, dict) else None
+        return _decode(tokens.get(key), str(self.path))
 
     async def save(self, key: str, token: TokenSet, *, expected_version: int | None) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -217,8 +230,7 @@ class FileTokenStore(TokenStore):
 
     def _compare_and_write(self, key: str, token: TokenSet, expected_version: int | None) -> bool:
         tokens = self._read()
-        data = tokens.get(key)
-        current = TokenSet.from_json(data) if isinstance(data, dict) else None
+        current = _decode(tokens.get(key), str(self.path))
         if not _matches(current, expected_version):
             return False
         tokens[key] = token.to_json()
@@ -308,7 +320,7 @@ class SQLiteTokenStore(TokenStore):
     async def load(self, key: str) -> TokenSet | None:
         def work(db: sqlite3.Connection) -> TokenSet | None:
             row = db.execute("SELECT data FROM tether_tokens WHERE key = ?", (key,)).fetchone()
-            return TokenSet.from_json(json.loads(row[0])) if row else None
+            return _decode(row[0], str(self.path)) if row else None
 
         result: TokenSet | None = await asyncio.to_thread(self._run, work)
         return result
