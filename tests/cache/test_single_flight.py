@@ -301,7 +301,8 @@ async def test_failed_refresh_is_logged_and_keeps_the_entry(
     with caplog.at_level(logging.WARNING, logger="tether"):
         await rig.get()
         await rig.policy.wait_idle()
-    assert "background revalidation failed: ReadTimeout" in caplog.text
+    assert "background revalidation of GET http" in caplog.text
+    assert "/x failed: ReadTimeout: slow" in caplog.text
     response = await rig.get()
     assert (response.text, response.from_cache) == ("v1", True)
 
@@ -334,3 +335,20 @@ async def test_refresh_uses_a_copy_of_the_request(make_rig: RigFactory) -> None:
     await rig.policy.wait_idle()
     assert request.headers == CIMultiDict({"X-Trace": "t"})
     assert origin.transport.requests[-1].headers["If-None-Match"] == '"e1"'
+
+
+async def test_foreign_error_text_is_not_logged(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background failure from another library is logged by type only: its text may hold
+    anything, a credential included."""
+    origin = Origin(FakeClock(), SWR)
+    rig = mock_rig(make_rig, origin)
+    await rig.get()
+    origin.error = RuntimeError("token=s3cr3t-in-a-message")
+    rig.clock.advance(30)
+    with caplog.at_level(logging.WARNING, logger="tether"):
+        await rig.get()
+        await rig.policy.wait_idle()
+    assert "failed: RuntimeError" in caplog.text
+    assert "s3cr3t" not in caplog.text

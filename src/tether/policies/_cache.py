@@ -53,6 +53,7 @@ from tether._errors import (
     DeadlineExceeded,
     RequestError,
     RetryBudgetExhausted,
+    TetherError,
 )
 from tether._models import Response
 from tether._redact import REDACTED
@@ -151,10 +152,12 @@ class _Outcome:
 class _Flight:
     """One request to the origin on behalf of every caller awaiting `task`."""
 
-    __slots__ = ("detached", "invalidated", "key", "task", "waiters")
+    __slots__ = ("detached", "invalidated", "key", "target", "task", "waiters")
 
-    def __init__(self, key: str, *, detached: bool) -> None:
+    def __init__(self, key: str, *, target: str, detached: bool) -> None:
         self.key = key
+        #: Method and redacted URL, for log lines.
+        self.target = target
         #: A background refresh: it runs to its end even when nobody awaits it.
         self.detached = detached
         #: Set when an unsafe request invalidated the key meanwhile: the answer, obtained
@@ -396,7 +399,11 @@ class CachePolicy:
         *,
         detached: bool,
     ) -> _Flight:
-        flight = _Flight(lookup.flight_key, detached=detached)
+        flight = _Flight(
+            lookup.flight_key,
+            target=f"{lookup.method} {request.redacted_url()}",
+            detached=detached,
+        )
         flight.task = asyncio.create_task(
             self._exchange(request, lookup, conditional, next_, flight)
         )
@@ -449,7 +456,15 @@ class CachePolicy:
         # or it was a background refresh) does not log "exception was never retrieved".
         error = task.exception()
         if error is not None and flight.detached:
-            logger.warning("background revalidation failed: %s: %s", type(error).__name__, error)
+            # tether's own messages are redacted when built; another library's may hold
+            # anything, so only its type is logged.
+            detail = f": {error}" if isinstance(error, TetherError) else ""
+            logger.warning(
+                "background revalidation of %s failed: %s%s",
+                flight.target,
+                type(error).__name__,
+                detail,
+            )
 
     def _refresh(
         self, request: Request, lookup: _Lookup, conditional: HeaderPairs, next_: Send
