@@ -6,6 +6,7 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -135,11 +136,15 @@ async def mtls(tmp_path: Path) -> AsyncIterator[MtlsServer]:
     await runner.cleanup()
 
 
-async def test_tls_client_auth_and_certificate_bound_token(mtls: MtlsServer) -> None:
+async def test_tls_client_auth_and_certificate_bound_token(
+    mtls: MtlsServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """The client certificate authenticates the client and the token works only with it."""
     auth = OAuth2.client_credentials(
         f"{mtls.url}/token", "tether-app", tls=mtls.client_tls, store=MemoryTokenStore()
     )
+    await auth.current_token()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     async with tether.Client(mtls.url, auth=auth, verify=mtls.client_tls) as c:
         assert (await c.get("/api")).json() == {"ok": True}
     assert mtls.token_forms == [{"grant_type": "client_credentials", "client_id": "tether-app"}]

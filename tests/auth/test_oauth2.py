@@ -239,6 +239,27 @@ class TestRefreshToken:
         assert told.is_set()
 
 
+class TestEarlyReauth:
+    async def test_invalid_grant_during_early_refresh_keeps_serving(self, fake_as: FakeAS) -> None:
+        """invalid_grant on an early refresh tells the hook and keeps the valid token in use."""
+        told: list[tether.ReauthRequired] = []
+        seed = fake_as.issue_refresh_token()
+        auth = refreshing(fake_as, seed, on_reauth_required=told.append)
+        async with client(fake_as, auth) as c:
+            await c.get("/api")
+            fake_as.clock.advance(3600 - 50)
+            fake_as.faults = [(400, {"error": "invalid_grant"}, {})]
+            assert (await c.get("/api")).status == 200
+            assert len(told) == 1
+            await c.get("/api")
+            assert fake_as.token_requests == 2
+            fake_as.clock.advance(60)
+            fake_as.faults = [(400, {"error": "invalid_grant"}, {})]
+            with pytest.raises(tether.ReauthRequired):
+                await c.get("/api")
+        assert len(told) == 2
+
+
 class TestErrors:
     async def test_invalid_client(self, fake_as: FakeAS) -> None:
         """invalid_client raises InvalidClient, without retrying."""
@@ -336,6 +357,19 @@ class TestReactive401:
                 await c.get("/api")
         assert fake_as.token_requests == 2
         assert fake_as.api_calls == 3
+
+    async def test_streamed_body_is_not_replayed(self, fake_as: FakeAS) -> None:
+        """A 401 to a request with a one-shot streamed body is returned, not replayed."""
+
+        async def body():  # type: ignore[no-untyped-def]
+            yield b"chunk"
+
+        async with client(fake_as, cc(fake_as)) as c:
+            await c.get("/api")
+            fake_as.revoke_access()
+            with pytest.raises(tether.AuthenticationError):
+                await c.request("GET", "/api", content=body())
+        assert fake_as.token_requests == 1
 
     async def test_concurrent_401s_share_one_refresh(self, fake_as: FakeAS) -> None:
         """Twenty calls rejected with the same token cause one token request between them."""

@@ -38,6 +38,7 @@ from tether.auth._dpop import DPoPKey
 from tether.auth._jwt import SigningKey, client_assertion, load_signing_key
 from tether.auth._manager import ReauthHook, TokenManager
 from tether.auth._stores import MemoryTokenStore, TokenStore
+from tether.transports._aiohttp import AiohttpTransport
 from tether.transports._base import AsyncTransport
 
 if TYPE_CHECKING:
@@ -573,7 +574,9 @@ class OAuth2(Credential, TokenSource):
             options["session"] = self._session
         elif self._tls is not None:
             # RFC 8705: the TLS client certificate authenticates the client and binds tokens.
-            options["verify"] = self._tls
+            # Given as a transport, not verify=, so each token request does not log the
+            # client's "custom TLS context" warning again.
+            options["transport"] = AiohttpTransport(verify=self._tls)
         return Client(**options)
 
     def _secrets_now(self) -> list[str]:
