@@ -40,7 +40,7 @@ __all__ = ["SignedJWT", "SigningKey", "load_signing_key", "require_crypto"]
 def require_crypto(feature: str) -> None:
     if CRYPTO_MISSING:
         raise ConfigError(
-            f"{feature} needs PyJWT and cryptography: pip install 'PyJWT>=2.8' 'cryptography>=42'"
+            f"{feature} needs PyJWT and cryptography: pip install 'PyJWT>=2.8' 'cryptography>=41'"
         )
 
 
