@@ -42,6 +42,9 @@ __all__ = ["PostgresInboxStore"]
 
 logger = logging.getLogger("tether.stores.inbox")
 
+_CONNECT_TIMEOUT = 10.0
+_COMMAND_TIMEOUT = 30.0
+
 _COLUMNS = (
     "id, source, event_id, event_type, status, attempts, received_at, next_attempt_at, "
     "completed_at, last_error, handled, headers, body, scheme, secret_index, signed_at, msg_id"
@@ -120,6 +123,7 @@ class PostgresInboxStore:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._opening = asyncio.Lock()
+        self._stopping = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -147,6 +151,9 @@ class PostgresInboxStore:
                     self._dsn,
                     min_size=self.min_size,
                     max_size=self.max_size,
+                    # Every wait is bounded: connecting, and each statement.
+                    timeout=_CONNECT_TIMEOUT,
+                    command_timeout=_COMMAND_TIMEOUT,
                     server_settings={
                         # A commit that returned must be on disk: that is what a 2xx promises.
                         "synchronous_commit": "on",
@@ -173,14 +180,10 @@ class PostgresInboxStore:
         self._closed = True
         writer, self._writer = self._writer, None
         if writer is not None:
-            # Let queued deliveries commit first: close() never drops a write.
-            while self._pending and not writer.done():
-                self._wake.set()
-                await asyncio.sleep(0)
-                await asyncio.wait({writer}, timeout=0.05)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            # Queued deliveries commit first: close() never drops a write.
+            self._stopping = True
+            self._wake.set()
+            await writer
         while self._pending:
             item = self._pending.popleft()
             if not item.future.done():
@@ -241,7 +244,7 @@ class PostgresInboxStore:
                 raise StoreError("the inbox store is closed")
             await self.open()
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=_CONNECT_TIMEOUT) as conn:
                 yield conn
         except _database_errors() as exc:
             raise StoreError(f"PostgreSQL inbox: {_safe(exc)}") from None
@@ -261,8 +264,12 @@ class PostgresInboxStore:
     async def _write_loop(self) -> None:
         sql = self._insert_sql()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             while self._pending:
                 batch = [
                     self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))

@@ -308,6 +308,7 @@ class Dispatcher:
                 event.event_type,
                 event.attempts,
                 error,
+                exc_info=exc,
             )
         else:
             retry_at = now + self.policy.retry_delay(event.attempts, self._rand())
@@ -318,6 +319,7 @@ class Dispatcher:
                 self.policy.max_attempts,
                 retry_at - now,
                 error,
+                exc_info=exc,
             )
         await self.store.fail(lease, error=error, handled=done, retry_at=retry_at, now=now)
 
