@@ -426,6 +426,8 @@ class Client:
         if cost != 1.0:
             request.extensions[COST_EXTENSION] = cost
         if cache_ttl is not None:
+            if self._cache is None:
+                raise ConfigError("cache_ttl= needs a client created with cache=tether.Cache()")
             request.extensions[CACHE_TTL_EXTENSION] = cache_ttl
         # The pipeline is awaited here rather than through send(): one frame less per call.
         self._prepare(request, retry)

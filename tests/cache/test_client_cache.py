@@ -84,16 +84,17 @@ async def test_open_circuit_is_answered_from_a_stale_entry(server: LoopbackServe
 async def test_concurrent_identical_misses_make_one_request(server: LoopbackServer) -> None:
     """Ten concurrent GETs of one URL reach the server once."""
     release = asyncio.Event()
+    arrived = asyncio.Event()
 
     async def slow(_: web.Request) -> web.StreamResponse:
+        arrived.set()
         await release.wait()
         return web.json_response({"n": 1}, headers={"Cache-Control": "max-age=60"})
 
     server.route("GET", "/slow", slow)
     async with tether.Client(server.url, cache=tether.Cache()) as client:
         calls = [asyncio.create_task(client.get("/slow")) for _ in range(10)]
-        while server.count("/slow") < 1:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(arrived.wait(), 5)
         release.set()
         responses = await asyncio.gather(*calls)
     assert all(r.json() == {"n": 1} for r in responses)
@@ -104,3 +105,25 @@ def test_cache_option_is_checked() -> None:
     """cache= takes a tether.Cache."""
     with pytest.raises(tether.ConfigError):
         tether.Client("https://x.example.com", cache="memory")  # type: ignore[arg-type]
+
+
+async def test_cache_ttl_without_a_cache_is_an_error() -> None:
+    """cache_ttl= on a client without a cache would silently do nothing, so it is refused."""
+    async with tether.Client("https://x.example.com") as client:
+        with pytest.raises(tether.ConfigError, match="cache="):
+            await client.get("/x", cache_ttl=60)
+
+
+async def test_rate_limit_refusal_is_answered_from_a_stale_entry(server: LoopbackServer) -> None:
+    """When the rate limit would hold a call too long, a stale entry stands in (stale_if_error)."""
+    server.script("GET", "/x", cached({"v": 1}, **{"Cache-Control": "max-age=1"}))
+    clock = FakeClock()
+    limiter = tether.RateLimiter("1/h", max_wait=5)
+    async with tether.Client(
+        server.url, cache=tether.Cache(stale_if_error=3600), rate_limit=limiter, clock=clock
+    ) as client:
+        await client.get("/x")
+        clock.advance(10)
+        again = await client.get("/x")
+    assert again.from_cache
+    assert server.count("/x") == 1

@@ -48,9 +48,11 @@ from tether._core._cache import (
     vary_matches,
 )
 from tether._errors import (
+    BulkheadFull,
     CircuitOpenError,
     ConfigError,
     DeadlineExceeded,
+    RateLimitWaitTooLong,
     RequestError,
     RetryBudgetExhausted,
     TetherError,
@@ -77,7 +79,16 @@ CACHE_TTL_EXTENSION = "tether.cache_ttl"
 # Failures that left no response to answer with; with a 500/502/503/504 response these are
 # the errors stale-if-error covers (RFC 5861 §4: "an error is any situation that would result
 # in a 500, 502, 503 or 504 ... being generated").
-_STALE_ERRORS = (RequestError, DeadlineExceeded, RetryBudgetExhausted, CircuitOpenError)
+# Local refusals (rate limit, bulkhead, open circuit) count too: a fresh answer could not be
+# had in time, which is exactly when a stale one is worth more than an error.
+_STALE_ERRORS = (
+    RequestError,
+    DeadlineExceeded,
+    RetryBudgetExhausted,
+    CircuitOpenError,
+    RateLimitWaitTooLong,
+    BulkheadFull,
+)
 # A caller that validates or asks for ranges itself wants the origin's own answer to exactly
 # that (RFC 9111 §4.3.2 lets a cache answer such requests, but only from complete, fresh
 # entries; passing them through is always correct and keeps 304 and 206 out of the store).
