@@ -97,9 +97,8 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
         lifespan=inbox.lifespan,
     )
     listener = socket.socket(fileno=fd)
-    config = uvicorn.Config(
-        app, http="httptools", loop="uvloop", log_level="warning", access_log=False
-    )
+    # httptools and uvloop when installed (uvicorn[standard]), as production servers run.
+    config = uvicorn.Config(app, http="auto", loop="auto", log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[listener])
 
 

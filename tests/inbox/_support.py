@@ -8,12 +8,12 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from tether import webhooks
 
-uvicorn = pytest.importorskip("uvicorn", reason="the inbox tests need uvicorn")
-pytest.importorskip("starlette", reason="the inbox needs starlette")
+from .conftest import require
+
+uvicorn = require("uvicorn", "the receiver tests serve the inbox over real HTTP")
+require("starlette", "the inbox is a Starlette app")
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 STANDARD_SECRET = "whsec_" + "c2VjcmV0LXN0YW5kYXJkLXdlYmhvb2tzLWtleQ=="

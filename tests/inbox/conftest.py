@@ -8,10 +8,12 @@ PostgreSQL cases are skipped, except under CI=true, where that is a failure.
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,6 +22,21 @@ from tether import stores
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(module: str, why: str) -> ModuleType:
+    """Import `module`, or skip the calling test module; under CI=true a missing one fails."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} is not installed ({why}); it belongs in the test dependencies"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 async def _reachable_dsn() -> tuple[str | None, str]:
@@ -54,7 +71,7 @@ async def postgres_dsn() -> str:
     dsn, why = _DSN_CACHE["dsn"]
     if dsn is None:
         message = f"PostgreSQL at {PG_HOST}:{PG_PORT}/{PG_DATABASE} is unreachable: {why}"
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     return dsn

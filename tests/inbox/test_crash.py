@@ -29,9 +29,10 @@ import pytest
 from tether import stores, webhooks
 from tether.stores import EventStatus
 
-from .conftest import drop_schema, postgres_dsn
+from .conftest import drop_schema, postgres_dsn, require
 
-pytest.importorskip("uvicorn", reason="the crash test runs the receiver under uvicorn")
+require("uvicorn", "the crash test runs the receiver under uvicorn")
+require("starlette", "the inbox is a Starlette app")
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + "Y3Jhc2gtdGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="  # as in _crash_app
