@@ -23,7 +23,7 @@ def test_stores_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_the_inbox_names_are_exported_from_webhooks() -> None:
     """The receiver's public names live in tether.webhooks, the records are the stores' own."""
-    for name in ("Inbox", "Source", "Dispatcher", "DispatchPolicy", "Handlers", "Delivery"):
+    for name in ("Inbox", "Source", "Dispatcher", "DispatchPolicy", "Handlers", "ReceivedWebhook"):
         assert name in webhooks.__all__
     assert webhooks.InboxEvent is tether.stores.InboxEvent
     assert webhooks.EventStatus is tether.stores.EventStatus

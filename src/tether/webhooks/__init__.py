@@ -20,7 +20,7 @@ The outbox (docs/webhooks-outbox.md) sends: `Outbox.enqueue` stores a message du
 from tether._errors import WebhookVerificationError, WebhookVerificationReason
 from tether.stores import EventStatus, InboxEvent
 from tether.webhooks._api import SCHEMES, sign, verify
-from tether.webhooks._delivery import Delivery
+from tether.webhooks._delivery import ReceivedWebhook
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, Handler, Handlers
 from tether.webhooks._inbox import Inbox, Source
 from tether.webhooks._keys import Keypair, generate_keypair, generate_secret
@@ -42,7 +42,6 @@ from tether.webhooks._secrets import SecretLike, Secrets
 __all__ = [
     "DEFAULT_SCHEDULE",
     "SCHEMES",
-    "Delivery",
     "DeliveryAttempt",
     "DeliveryStatus",
     "DispatchPolicy",
@@ -62,6 +61,7 @@ __all__ = [
     "OutboxPolicy",
     "OutboxStore",
     "OutboxWorker",
+    "ReceivedWebhook",
     "SecretLike",
     "Secrets",
     "Source",

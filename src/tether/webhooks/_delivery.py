@@ -1,7 +1,7 @@
 """A verified delivery, and how an event's id and type are read from it.
 
-`id_from=` and `type_from=` on a `Source` take a callable `(Delivery) -> str | None` or one of
-these strings, which configuration files can carry too:
+`id_from=` and `type_from=` on a `Source` take a callable `(ReceivedWebhook) -> str | None` or
+one of these strings, which configuration files can carry too:
 
     "msg_id"            the id the scheme verified or reported (webhook-id, X-GitHub-Delivery, ...)
     "header:<Name>"     a request header
@@ -19,12 +19,12 @@ from typing import Any
 from tether._errors import ConfigError
 from tether.webhooks._result import VerifiedWebhook
 
-__all__ = ["Delivery", "Extractor", "body_sha256", "compile_extractor", "default_extractors"]
+__all__ = ["Extractor", "ReceivedWebhook", "body_sha256", "compile_extractor", "default_extractors"]
 
 _UNPARSED: Any = object()
 
 
-class Delivery:
+class ReceivedWebhook:
     """One received request that passed verification, as `id_from`/`type_from` see it."""
 
     __slots__ = ("_json", "body", "content_type", "headers", "source", "verified")
@@ -57,18 +57,18 @@ class Delivery:
         return self._json
 
     def __repr__(self) -> str:
-        return f"Delivery(source={self.source!r}, bytes={len(self.body)})"
+        return f"ReceivedWebhook(source={self.source!r}, bytes={len(self.body)})"
 
 
-Extractor = Callable[[Delivery], str | None]
+Extractor = Callable[[ReceivedWebhook], str | None]
 
 
-def body_sha256(delivery: Delivery) -> str:
+def body_sha256(delivery: ReceivedWebhook) -> str:
     """The fallback event id: a hash of the exact body, so identical redeliveries match."""
     return "sha256:" + hashlib.sha256(delivery.body).hexdigest()
 
 
-def _msg_id(delivery: Delivery) -> str | None:
+def _msg_id(delivery: ReceivedWebhook) -> str | None:
     return delivery.verified.msg_id
 
 
@@ -88,7 +88,7 @@ def _json_path(path: str) -> Extractor:
     if not path or any(not step for step in steps):
         raise ConfigError(f"json:{path} is not a dotted path such as json:data.object.id")
 
-    def extract(delivery: Delivery) -> str | None:
+    def extract(delivery: ReceivedWebhook) -> str | None:
         value = delivery.json()
         for step in steps:
             if isinstance(value, dict):
@@ -106,7 +106,7 @@ def _header(name: str) -> Extractor:
     if not name or any(c in name for c in " :\r\n"):
         raise ConfigError(f"header:{name} is not a header name")
 
-    def extract(delivery: Delivery) -> str | None:
+    def extract(delivery: ReceivedWebhook) -> str | None:
         return delivery.headers.get(name) or None
 
     return extract
@@ -138,7 +138,7 @@ def compile_extractor(spec: str | Extractor, what: str) -> Extractor:
 
 
 def _first(*extractors: Extractor) -> Extractor:
-    def extract(delivery: Delivery) -> str | None:
+    def extract(delivery: ReceivedWebhook) -> str | None:
         for extractor in extractors:
             if (found := extractor(delivery)) is not None:
                 return found

@@ -31,8 +31,8 @@ from tether.stores import InboxStore, NewEvent, StoreError, open_inbox_store
 from tether.stores._inbox import MAX_EVENT_ID
 from tether.webhooks._api import SCHEMES, verify
 from tether.webhooks._delivery import (
-    Delivery,
     Extractor,
+    ReceivedWebhook,
     body_sha256,
     compile_extractor,
     default_extractors,
@@ -177,7 +177,7 @@ def _redacted_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, st
     return tuple(pairs)
 
 
-def _clean_id(found: str | None, delivery: Delivery) -> str:
+def _clean_id(found: str | None, delivery: ReceivedWebhook) -> str:
     if found is None or not found.strip():
         return body_sha256(delivery)
     if len(found) > MAX_EVENT_ID or _CONTROL.search(found):
@@ -280,7 +280,7 @@ class _Receiver:
             logger.warning("rejected a %s webhook: %s", source.name, exc.reason.value)
             await _respond(send, 401)
             return
-        delivery = Delivery(
+        delivery = ReceivedWebhook(
             source=source.name,
             headers=headers,
             body=body,
@@ -326,7 +326,7 @@ class _Receiver:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _slack_challenge(self, delivery: Delivery, send: Send) -> bool:
+    async def _slack_challenge(self, delivery: ReceivedWebhook, send: Send) -> bool:
         # Slack checks a new Events API URL with a signed url_verification request, which must
         # be answered with its challenge; it is a handshake, not an event to store.
         payload = delivery.json()
