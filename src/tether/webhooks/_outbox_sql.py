@@ -277,24 +277,25 @@ def fan_out_sql(tables: Tables, *, sqlite: bool) -> str:
     skipped one), event type, event type.
     """
     t = tables
+    real = "REAL" if sqlite else "DOUBLE PRECISION"
     if sqlite:
         later = "max(?, e.paused_until)"
         types = "SELECT value AS f FROM json_each(e.event_types)"
         empty = "e.event_types = '[]'"
     else:
-        later = "greatest(?, e.paused_until)"
+        later = "greatest(CAST(? AS DOUBLE PRECISION), e.paused_until)"
         types = "SELECT json_array_elements_text(e.event_types::json) AS f"
         empty = "e.event_types = '[]'"
     # A filter "invoice.*" matches every type that starts with "invoice."; "*" matches all.
     return (
         f"INSERT INTO {t.deliveries} (message_seq, msg_id, endpoint_id, event_type, "
         "ordering_key, status, created_at, next_attempt_at, completed_at) "
-        "SELECT ?, ?, e.id, ?, CASE WHEN e.ordered THEN ? ELSE NULL END, "
+        "SELECT ?, ?, e.id, ?, CASE WHEN e.ordered THEN CAST(? AS TEXT) ELSE NULL END, "
         "CASE WHEN e.enabled THEN 'pending' ELSE 'skipped' END, ?, "
-        f"{later}, CASE WHEN e.enabled THEN NULL ELSE ? END "
+        f"{later}, CASE WHEN e.enabled THEN NULL ELSE CAST(? AS {real}) END "
         f"FROM {t.endpoints} e WHERE {empty} OR EXISTS (SELECT 1 FROM ({types}) x WHERE "
-        "x.f = ? OR (substr(x.f, length(x.f), 1) = '*' AND "
-        "substr(?, 1, length(x.f) - 1) = substr(x.f, 1, length(x.f) - 1)))"
+        "x.f = CAST(? AS TEXT) OR (substr(x.f, length(x.f), 1) = '*' AND "
+        "substr(CAST(? AS TEXT), 1, length(x.f) - 1) = substr(x.f, 1, length(x.f) - 1)))"
     )
 
 
