@@ -42,6 +42,8 @@ __all__ = ["PostgresInboxStore"]
 
 logger = logging.getLogger("tether.stores.inbox")
 
+#: How many of the earliest pending events next_due() looks at.
+_DUE_WINDOW = 1000
 _CONNECT_TIMEOUT = 10.0
 _COMMAND_TIMEOUT = 30.0
 
@@ -471,10 +473,13 @@ class PostgresInboxStore:
         return {status: found.get(status, 0) for status in EventStatus}
 
     async def next_due(self) -> float | None:
+        # Only the earliest rows by due time (an index range): a backlog of retries scheduled
+        # far ahead costs nothing here. Callers cap their wait anyway.
         async with self._connection() as conn:
             value = await conn.fetchval(
-                "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) "
-                f"FROM {self._qualified} WHERE status = 'pending'"
+                "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) FROM "
+                f"(SELECT next_attempt_at, claimed_until FROM {self._qualified} "
+                f"WHERE status = 'pending' ORDER BY next_attempt_at LIMIT {_DUE_WINDOW}) AS due"
             )
         return None if value is None else float(value)
 

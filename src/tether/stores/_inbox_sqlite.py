@@ -49,6 +49,9 @@ __all__ = ["SQLiteInboxStore"]
 
 T = TypeVar("T")
 
+#: How many of the earliest pending events next_due() looks at.
+_DUE_WINDOW = 1000
+
 _COLUMNS = (
     "id, source, event_id, event_type, status, attempts, received_at, next_attempt_at, "
     "completed_at, last_error, handled, headers, body, scheme, secret_index, signed_at, msg_id"
@@ -526,9 +529,12 @@ class SQLiteInboxStore:
         return await self._submit(run, writes=False)
 
     async def next_due(self) -> float | None:
+        # Only the earliest rows by due time (an index range): a backlog of retries scheduled
+        # far ahead costs nothing here. Callers cap their wait anyway.
         sql = (
-            f"SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM {self.table} "
-            "WHERE status = 'pending'"
+            "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM "
+            f"(SELECT next_attempt_at, claimed_until FROM {self.table} WHERE status = 'pending' "
+            f"ORDER BY next_attempt_at LIMIT {_DUE_WINDOW})"
         )
 
         def run(conn: sqlite3.Connection) -> float | None:
