@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -341,3 +343,35 @@ async def test_a_delivery_postgres_rejects_fails_alone(tmp_path: object) -> None
     finally:
         await store.close()
         await drop_schema(dsn, schema)
+
+
+async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """While another process holds the write lock, add() waits off the event loop, then commits."""
+    path = tmp_path / "locked.db"
+    async with stores.SQLiteInboxStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        adding = asyncio.create_task(store.add(new_event()))
+        for _ in range(20):
+            await asyncio.sleep(0)  # the loop keeps running: nothing here waits on SQLite
+        assert not adding.done()
+        other.execute("COMMIT")
+        other.close()
+        assert await adding is not None
+
+
+async def test_sqlite_gives_up_on_a_lock_held_past_busy_timeout(tmp_path: Path) -> None:
+    """A write lock held longer than busy_timeout fails the write with a StoreError."""
+    path = tmp_path / "stuck.db"
+    async with stores.SQLiteInboxStore(path, busy_timeout=0.2) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(stores.StoreError, match="locked"):
+                await store.add(new_event())
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await store.add(new_event()) is not None
