@@ -91,6 +91,7 @@ class OutboxWorker:
         self._session = session
         self._owns_session = session is None
         self._endpoints: dict[str, _Cached] = {}
+        self._loading: dict[str, asyncio.Future[_Cached]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -116,11 +117,25 @@ class OutboxWorker:
         return self._session
 
     async def _endpoint(self, endpoint_id: str) -> _Cached:
+        cached = self._endpoints.get(endpoint_id)
+        if (
+            cached is not None
+            and self.clock.monotonic() - cached.read_at < self.policy.endpoint_ttl
+        ):
+            return cached
+        # One read per endpoint at a time: deliveries claimed together would otherwise each
+        # build a client, and each its own rate limiter and breaker.
+        loading = self._loading.get(endpoint_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_endpoint(endpoint_id))
+            self._loading[endpoint_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(endpoint_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load_endpoint(self, endpoint_id: str) -> _Cached:
+        endpoint = await self.store.get_endpoint(endpoint_id)
         now = self.clock.monotonic()
         cached = self._endpoints.get(endpoint_id)
-        if cached is not None and now - cached.read_at < self.policy.endpoint_ttl:
-            return cached
-        endpoint = await self.store.get_endpoint(endpoint_id)
         if (
             cached is not None
             and cached.endpoint is not None
@@ -132,12 +147,11 @@ class OutboxWorker:
             cached.endpoint = endpoint
             cached.read_at = now
             return cached
-        if cached is not None and cached.client is not None:
-            await cached.client.aclose()
         fresh = _Cached(endpoint, now)
         if endpoint is not None:
             fresh.client = self._client(endpoint)
         self._endpoints[endpoint_id] = fresh
+        # The replaced client shares the worker's session, so attempts still using it finish.
         return fresh
 
     def _client(self, endpoint: Endpoint) -> Client:
