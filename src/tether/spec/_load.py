@@ -285,8 +285,13 @@ def _problems(
         message = _message(error)
         if message not in entry[1]:
             entry[1].append(message)
+    # A union reports a type mismatch for every alternative it did not pick; when a deeper
+    # key has its own error, the user wrote a table and the mismatches are noise.
+    deeper = {k for k in grouped if any(o.startswith(k + ".") for o in grouped if o != k)}
     problems = []
     for key, (origin, messages) in grouped.items():
+        if key in deeper and all(m.startswith("Input should be a valid") for m in messages):
+            continue
         # A union reports one error per alternative; together they say what was expected.
         text = messages[0] if len(messages) == 1 else "; or: ".join(messages)
         problems.append(Problem(text, key=key, origin=origin))

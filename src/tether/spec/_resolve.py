@@ -502,9 +502,9 @@ class Resolver:
                     if item is None:
                         continue
                     where = (*here, index) if isinstance(value, list) else here
-                    self.secret(where, item, optional=True)
+                    found = self.secret(where, item, optional=True)
                     origin = self.origin_of(where)
-                    shown = "(not set)" if origin.kind == "missing" else "[REDACTED]"
+                    shown = "(not set)" if found is None else "[REDACTED]"
                     out.append(Setting(format_path(where), shown, origin, secret=True))
                 continue
             self._walk_value(value, here, out)
