@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -320,3 +321,35 @@ def test_a_handler_name_is_used_once_per_source() -> None:
         handlers.add("s", "", h, name="x")
     with pytest.raises(ConfigError):
         handlers.add("s", "a", "not callable", name="y")  # type: ignore[arg-type]
+
+
+class FlakyStore(stores.SQLiteInboxStore):
+    """A store whose first claims fail: once as a store outage, once as a bug."""
+
+    failures: list[BaseException]
+
+    async def claim(self, *, now: float, limit: int, lease: float) -> list[stores.Lease]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().claim(now=now, limit=limit, lease=lease)
+
+
+async def test_the_running_dispatcher_survives_store_failures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage or an unexpected error while claiming is logged, and dispatching goes on."""
+    store = FlakyStore(tmp_path / "flaky.db")
+    store.failures = [stores.StoreError("database is locked"), RuntimeError("bug")]
+    handlers = webhooks.Handlers(["stripe"])
+    done = asyncio.Event()
+
+    @handlers.on("stripe")
+    async def handler(e: webhooks.InboxEvent) -> None:
+        done.set()
+
+    policy = webhooks.DispatchPolicy(poll_interval=0.01)
+    async with store, webhooks.Dispatcher(store, handlers, policy=policy):
+        await store.add(event())
+        await asyncio.wait_for(done.wait(), timeout=10)
+    assert "cannot read the inbox store: database is locked" in caplog.text
+    assert "webhook dispatcher failed" in caplog.text

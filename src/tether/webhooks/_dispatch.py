@@ -256,6 +256,10 @@ class Dispatcher:
         except StoreError as exc:
             # The lease runs out and the event is claimed again: at least once, never lost.
             logger.warning("inbox store failed while dispatching event %s: %s", lease.event.id, exc)
+        except Exception:
+            # Not a handler's failure (those are recorded): a bug. The lease runs out and the
+            # event is claimed again, so it is logged rather than allowed to end the dispatcher.
+            logger.exception("unexpected error dispatching webhook event %s", lease.event.id)
 
     async def _handle(self, lease: Lease) -> None:
         event = lease.event
@@ -372,6 +376,9 @@ class Dispatcher:
                     timeout = await self._idle_wait() if claimed < free else None
                 except StoreError as exc:
                     logger.warning("webhook dispatcher cannot read the inbox store: %s", exc)
+                    timeout = self.policy.poll_interval
+                except Exception:
+                    logger.exception("webhook dispatcher failed; trying again shortly")
                     timeout = self.policy.poll_interval
                 if claimed and claimed == free:
                     # Everything claimed was due; more may be: look again once a slot frees up.
