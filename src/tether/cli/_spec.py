@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -12,9 +11,9 @@ from rich.text import Text
 from tether.cli._support import ExitCode, UsageProblem, complete_integration, fail, guarded, stdout
 from tether.spec import Integration, Problem, SpecError, preset_names, preset_text
 from tether.spec._load import _preset
-from tether.spec._model import SpecFile
+from tether.spec._schema import schema_text
 
-__all__ = ["app", "schema_text"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="spec",
@@ -23,18 +22,6 @@ app = typer.Typer(
 )
 
 _PREFIX_PARTS = 2  # "integrations.NAME." is implied in the per-integration tables
-
-
-def schema_text() -> str:
-    """The published JSON Schema of tether.toml, as committed in tether/spec/."""
-    schema = SpecFile.model_json_schema(by_alias=True)
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://tether.dev/schema/tether.schema.json",
-        "title": "tether.toml",
-        **schema,
-    }
-    return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
 
 def _short(key: str) -> str:
