@@ -416,3 +416,28 @@ async def test_routes_join_an_app_of_your_own(tmp_path: Path, http: aiohttp.Clie
         status, _, _ = await post(http, base + "/hooks/std", BODY, standard_request(BODY))
         assert status == 200
         assert await inbox.store.find("std", "msg_1") is not None
+
+
+async def test_a_failing_extractor_falls_back_instead_of_refusing_the_delivery(
+    tmp_path: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An id_from that raises is logged; the event is stored under the body's hash."""
+
+    def broken(delivery: webhooks.ReceivedWebhook) -> str | None:
+        return delivery.headers["X-Missing"]
+
+    source = webhooks.Source(
+        "std", "/hooks/std", "standard", STANDARD_SECRET, id_from=broken, type_from=broken
+    )
+    inbox = webhooks.Inbox(
+        [source], store=tmp_path / "x.db", dispatch=False, clock=FakeClock(wall=NOW)
+    )
+    async with serve(inbox.app) as base:
+        status, _, _ = await post(http, base + "/hooks/std", BODY, standard_request(BODY))
+    assert status == 200
+    assert "id_from of source std failed" in caplog.text
+    digest = "sha256:" + hashlib.sha256(BODY).hexdigest()
+    async with stores.SQLiteInboxStore(tmp_path / "x.db") as reopened:
+        event = await reopened.find("std", digest)
+    assert event is not None
+    assert event.event_type is None

@@ -291,8 +291,8 @@ class _Receiver:
             return
         event = NewEvent(
             source=source.name,
-            event_id=_clean_id(self._id_from(delivery), delivery),
-            event_type=None if self._type_from is None else _clean_type(self._type_from(delivery)),
+            event_id=_clean_id(self._extract(self._id_from, delivery, "id_from"), delivery),
+            event_type=_clean_type(self._extract(self._type_from, delivery, "type_from")),
             received_at=inbox.clock.time(),
             headers=_redacted_headers(scope["headers"]),
             body=body,
@@ -304,11 +304,26 @@ class _Receiver:
         try:
             row_id = await inbox.admit(event)
         except StoreError as exc:
-            # Not acknowledged, so the sender retries: nothing is lost.
-            logger.error("could not store a %s webhook: %s", source.name, exc)  # noqa: TRY400 - the message says it all; a traceback adds noise
+            # Not acknowledged, so the sender retries: nothing is lost. The message is complete;
+            # a traceback would add nothing.
+            logger.error("could not store a %s webhook: %s", source.name, exc)  # noqa: TRY400
             await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", b"5")])
             return
         await _respond(send, 200, _DUPLICATE if row_id is None else _ACCEPTED)
+
+    def _extract(
+        self, extractor: Extractor | None, delivery: ReceivedWebhook, what: str
+    ) -> str | None:
+        if extractor is None:
+            return None
+        try:
+            found = extractor(delivery)
+        except Exception:
+            # A bug in a user's extractor must not turn an authentic delivery away (the sender
+            # would retry it forever): the id falls back to the body's hash, the type to none.
+            logger.exception("%s of source %s failed; using the fallback", what, self.source.name)
+            return None
+        return found if isinstance(found, str) else None
 
     async def _read(self, receive: Receive) -> bytes | None:
         """The body, or None when it outgrows the limit (a chunked body has no length)."""
