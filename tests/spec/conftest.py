@@ -22,3 +22,9 @@ def write_spec(tmp_path: Path) -> WriteSpec:
         return tether.spec.load(path, environ=dict(environ or {}))
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _private_token_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sign-ins stored by default go under the test's folder, never the user's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
