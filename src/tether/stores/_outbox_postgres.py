@@ -11,14 +11,16 @@ every process wake when it commits instead of at their next poll.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from tether._errors import ConfigError
-from tether.stores._inbox import StoreError
+from tether.stores._inbox import NewEvent, StoreError
 from tether.stores._inbox_postgres import PostgresInboxStore, _database_errors, _row_count, _safe
 from tether.webhooks._outbox_model import (
     AttemptResult,
@@ -43,6 +45,7 @@ from tether.webhooks._outbox_sql import (
     delivery_from_row,
     due_condition,
     endpoint_from_row,
+    enqueue_statement_pg,
     fan_out_sql,
     filter_clause,
     numbered,
@@ -53,9 +56,26 @@ __all__ = ["PostgresOutboxStore"]
 
 logger = logging.getLogger("tether.stores.outbox")
 
+#: Pending rows next_due() looks at, earliest first.
+_DUE_WINDOW = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    """A successful attempt waiting in the group-commit queue."""
+
+    lease: OutboxLease
+    result: AttemptResult
+    now: float
+
 
 class _Database(PostgresInboxStore):
-    """The inbox store's connection pool, creating the outbox's tables instead of its own."""
+    """The inbox store's connection pool and group-commit writer, on the outbox's tables.
+
+    The writer batches what `add()` queued into one statement and one commit; here the queue
+    carries successful attempts (`_Delivered`) instead of inbox events, and `_insert` records
+    a whole batch of them at once.
+    """
 
     def __init__(self, dsn: str, tables: Tables, schema: str, min_size: int, max_size: int) -> None:
         super().__init__(
@@ -72,6 +92,55 @@ class _Database(PostgresInboxStore):
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._tables.schema}")
             for statement in schema_statements(self._tables, sqlite=False):
                 await conn.execute(statement)
+
+    def _insert_sql(self) -> str:
+        t = self._tables
+        return (
+            "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int4[], "
+            "$5::float8[], $6::float8[], $7::int4[], $8::text[], $9::text[], $10::text[], "
+            "$11::float8[]) AS r(id, msg_id, endpoint_id, attempt, started_at, latency, "
+            "status_code, response, token, status, completed_at)), "
+            f"a AS (INSERT INTO {t.attempts} (delivery_id, msg_id, endpoint_id, attempt, "
+            "started_at, latency, status_code, outcome, response) SELECT id, msg_id, "
+            "endpoint_id, attempt, started_at, latency, status_code, 'delivered', response "
+            "FROM r), "
+            f"e AS (UPDATE {t.endpoints} SET failing_since = NULL WHERE id IN "
+            "(SELECT endpoint_id FROM r) AND failing_since IS NOT NULL), "
+            f"u AS (UPDATE {t.deliveries} d SET status = r.status, completed_at = r.completed_at, "
+            "last_status = r.status_code, last_error = NULL, claimed_until = NULL, "
+            "claim_token = NULL FROM r WHERE d.id = r.id AND d.claim_token = r.token "
+            "AND d.status = 'pending' RETURNING d.id) SELECT id FROM u"
+        )
+
+    async def _insert(self, sql: str, batch: list[Any]) -> BaseException | None:
+        done: list[_Delivered] = [item.event for item in batch]
+        try:
+            async with self._connection() as conn:
+                rows = await conn.fetch(
+                    sql,
+                    [x.lease.delivery.id for x in done],
+                    [x.lease.delivery.msg_id for x in done],
+                    [x.lease.delivery.endpoint_id for x in done],
+                    [x.lease.delivery.attempts for x in done],
+                    [x.result.started_at for x in done],
+                    [x.result.latency for x in done],
+                    [x.result.status_code for x in done],
+                    [x.result.response for x in done],
+                    [x.lease.token for x in done],
+                    [x.result.status.value for x in done],
+                    [x.now for x in done],
+                )
+        except Exception as exc:
+            return (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError(f"PostgreSQL outbox: {_safe(exc)}")
+            )
+        held = {int(row[0]) for row in rows}
+        for item, x in zip(batch, done, strict=True):
+            if not item.future.done():
+                item.future.set_result(1 if x.lease.delivery.id in held else None)
+        return None
 
 
 def _endpoint_params(endpoint: Endpoint) -> tuple[object, ...]:
@@ -117,6 +186,9 @@ class PostgresOutboxStore:
         self._channel = f"{schema}.{prefix}"
         self._listener: Any = None
         self._fan_out = numbered(fan_out_sql(self.tables, sqlite=False))
+        self._enqueue = enqueue_statement_pg(self.tables)
+        self._notify_wanted = asyncio.Event()
+        self._notifier: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         # The DSN may carry a password: only the tables are shown.
@@ -126,6 +198,11 @@ class PostgresOutboxStore:
         await self._db.open()
 
     async def close(self) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifier
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(Exception):
@@ -255,13 +332,49 @@ class PostgresOutboxStore:
         return m.msg_id, True
 
     async def enqueue(self, message: NewMessage) -> tuple[str, bool]:
-        async with self._connection() as conn, conn.transaction():
-            msg_id, new = await self.enqueue_in(conn, message)
-        if new:
-            self.stats.enqueued += 1
-        else:
-            self.stats.duplicates += 1
-        return msg_id, new
+        m = message
+        async with self._connection() as conn:
+            seq = await conn.fetchval(
+                self._enqueue,
+                m.msg_id,
+                m.event_type,
+                m.payload,
+                m.idempotency_key,
+                m.ordering_key,
+                m.created_at,
+            )
+            if seq is None:
+                existing = await conn.fetchval(
+                    f"SELECT msg_id FROM {self.tables.messages} WHERE idempotency_key = $1",
+                    m.idempotency_key,
+                )
+                if existing is None:
+                    raise StoreError(f"message id {m.msg_id!r} collided with a stored one")
+                self.stats.duplicates += 1
+                return str(existing), False
+        self.stats.enqueued += 1
+        self._poke()
+        return m.msg_id, True
+
+    def _poke(self) -> None:
+        # NOTIFY serialises the commits of the transactions that send it (PostgreSQL holds a
+        # global lock while they commit), so enqueues do not send one each: one notifier
+        # sends a NOTIFY after commits, and every enqueue meanwhile shares it.
+        self._notify_wanted.set()
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.create_task(self._notify_loop(), name="tether-outbox-notify")
+
+    async def _notify_loop(self) -> None:
+        while not self._db._closed:
+            await self._notify_wanted.wait()
+            self._notify_wanted.clear()
+            try:
+                async with self._connection() as conn:
+                    await conn.execute("SELECT pg_notify($1, '')", self._channel)
+            except StoreError as exc:
+                # Workers still poll: a lost wake-up only delays delivery to the next poll.
+                logger.warning("outbox: cannot notify workers: %s", exc)
+                return
 
     async def watch(self, wake: Callable[[], object]) -> None:
         import asyncpg  # noqa: PLC0415 - an optional dependency
@@ -340,18 +453,12 @@ class PostgresOutboxStore:
             "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )
         if r.endpoint_ok:
-            # The common case in one statement, one round trip, one commit.
-            sql = (
-                f"WITH a AS ({insert}), "
-                f"e AS (UPDATE {t.endpoints} SET failing_since = NULL WHERE id = $3 "
-                "AND failing_since IS NOT NULL), "
-                f"u AS (UPDATE {t.deliveries} SET status = $11, completed_at = $12, "
-                "last_status = $7, last_error = NULL, claimed_until = NULL, claim_token = NULL "
-                "WHERE id = $1 AND claim_token = $13 AND status = 'pending' RETURNING 1) "
-                "SELECT count(*) FROM u"
-            )
-            async with self._connection() as conn:
-                held = await conn.fetchval(sql, *attempt, r.status.value, now, lease.token)
+            # The common case shares one statement and one commit with every success that
+            # finished meanwhile (the inbox's group-commit writer).
+            queued = _Delivered(lease, r, now)
+            # The writer only queues what add() is given and hands it to _insert, which here
+            # reads _Delivered: the cast names the inbox's parameter type, nothing converts.
+            held = await self._db.add(cast(NewEvent, queued))
             return RecordOutcome(held == 1)
         async with self._connection() as conn, conn.transaction():
             if r.status is DeliveryStatus.PENDING:
@@ -382,10 +489,13 @@ class PostgresOutboxStore:
         return RecordOutcome(_row_count(done) == 1, disabled)
 
     async def next_due(self) -> float | None:
+        # Only the earliest rows by due time (an index range), as the inbox does: a backlog
+        # scheduled far ahead costs nothing here, and callers cap their wait anyway.
         async with self._connection() as conn:
             value = await conn.fetchval(
-                "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) "
-                f"FROM {self.tables.deliveries} WHERE status = 'pending'"
+                "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) FROM "
+                f"(SELECT next_attempt_at, claimed_until FROM {self.tables.deliveries} "
+                f"WHERE status = 'pending' ORDER BY next_attempt_at LIMIT {_DUE_WINDOW}) AS due"
             )
         return None if value is None else float(value)
 

@@ -437,9 +437,11 @@ class SQLiteOutboxStore:
         return await self._write(run)
 
     async def next_due(self) -> float | None:
+        # Only the earliest rows by due time (an index range): callers cap their wait anyway.
         sql = (
-            "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) "
-            f"FROM {self.tables.deliveries} WHERE status = 'pending'"
+            "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM "
+            f"(SELECT next_attempt_at, claimed_until FROM {self.tables.deliveries} "
+            "WHERE status = 'pending' ORDER BY next_attempt_at LIMIT 64)"
         )
 
         def run(conn: sqlite3.Connection) -> float | None:

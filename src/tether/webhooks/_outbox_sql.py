@@ -269,6 +269,23 @@ def schema_statements(tables: Tables, *, sqlite: bool) -> list[str]:
     ]
 
 
+def subscribed(*, sqlite: bool, event_type: str) -> str:
+    """The condition on endpoints `e` subscribed to the type in placeholder `event_type`.
+
+    A filter "invoice.*" matches every type that starts with "invoice."; "*" matches all.
+    """
+    if sqlite:
+        types = "SELECT value AS f FROM json_each(e.event_types)"
+    else:
+        types = "SELECT json_array_elements_text(e.event_types::json) AS f"
+    t = f"CAST({event_type} AS TEXT)"
+    return (
+        f"(e.event_types = '[]' OR EXISTS (SELECT 1 FROM ({types}) x WHERE x.f = {t} OR "
+        f"(substr(x.f, length(x.f), 1) = '*' AND "
+        f"substr({t}, 1, length(x.f) - 1) = substr(x.f, 1, length(x.f) - 1))))"
+    )
+
+
 def fan_out_sql(tables: Tables, *, sqlite: bool) -> str:
     """INSERT one delivery per endpoint subscribed to the message's type.
 
@@ -278,24 +295,35 @@ def fan_out_sql(tables: Tables, *, sqlite: bool) -> str:
     """
     t = tables
     real = "REAL" if sqlite else "DOUBLE PRECISION"
-    if sqlite:
-        later = "max(?, e.paused_until)"
-        types = "SELECT value AS f FROM json_each(e.event_types)"
-        empty = "e.event_types = '[]'"
-    else:
-        later = "greatest(CAST(? AS DOUBLE PRECISION), e.paused_until)"
-        types = "SELECT json_array_elements_text(e.event_types::json) AS f"
-        empty = "e.event_types = '[]'"
-    # A filter "invoice.*" matches every type that starts with "invoice."; "*" matches all.
+    later = "max(?, e.paused_until)" if sqlite else f"greatest(CAST(? AS {real}), e.paused_until)"
     return (
         f"INSERT INTO {t.deliveries} (message_seq, msg_id, endpoint_id, event_type, "
         "ordering_key, status, created_at, next_attempt_at, completed_at) "
         "SELECT ?, ?, e.id, ?, CASE WHEN e.ordered THEN CAST(? AS TEXT) ELSE NULL END, "
         "CASE WHEN e.enabled THEN 'pending' ELSE 'skipped' END, ?, "
         f"{later}, CASE WHEN e.enabled THEN NULL ELSE CAST(? AS {real}) END "
-        f"FROM {t.endpoints} e WHERE {empty} OR EXISTS (SELECT 1 FROM ({types}) x WHERE "
-        "x.f = CAST(? AS TEXT) OR (substr(x.f, length(x.f), 1) = '*' AND "
-        "substr(CAST(? AS TEXT), 1, length(x.f) - 1) = substr(x.f, 1, length(x.f) - 1)))"
+        f"FROM {t.endpoints} e WHERE {subscribed(sqlite=sqlite, event_type='?')}"
+    )
+
+
+def enqueue_statement_pg(tables: Tables) -> str:
+    """The whole enqueue as one PostgreSQL statement: one round trip, one commit.
+
+    Parameters: $1 msg_id, $2 event type, $3 payload, $4 idempotency key, $5 ordering key,
+    $6 created_at. Returns the new message's seq, or no row for a repeated idempotency key.
+    """
+    t = tables
+    return (
+        f"WITH m AS (INSERT INTO {t.messages} (msg_id, event_type, payload, idempotency_key, "
+        "ordering_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING "
+        f"RETURNING seq), f AS (INSERT INTO {t.deliveries} (message_seq, msg_id, endpoint_id, "
+        "event_type, ordering_key, status, created_at, next_attempt_at, completed_at) "
+        "SELECT m.seq, $1, e.id, $2, CASE WHEN e.ordered THEN CAST($5 AS TEXT) ELSE NULL END, "
+        "CASE WHEN e.enabled THEN 'pending' ELSE 'skipped' END, $6, "
+        "greatest(CAST($6 AS DOUBLE PRECISION), e.paused_until), "
+        "CASE WHEN e.enabled THEN NULL ELSE CAST($6 AS DOUBLE PRECISION) END "
+        f"FROM m, {t.endpoints} e WHERE {subscribed(sqlite=False, event_type='$2')}) "
+        "SELECT seq FROM m"
     )
 
 
