@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from tether.auth import DeviceCode, login
@@ -129,7 +128,7 @@ def _row(current: State, name: str, region: str | None) -> tuple[tuple[str, ...]
     for setting in target.settings():
         if setting.secret and ".auth." in setting.key:
             field = setting.key.rsplit(".", 1)[-1]
-            sources.append(f"{field}: {setting.origin}")
+            sources.append(f"{field} from {setting.origin}")
     problems = [str(p.message) for p in target.problems]
     state = "; ".join(problems) if problems else "ok"
     oauth2 = target.oauth2
@@ -159,13 +158,17 @@ def status(
             raise UsageProblem(
                 "the spec defines no integrations", "name one: `tether auth status github`"
             )
-        table = Table("integration", "auth", "secrets from", "status")
         missing = False
+        console = stdout()
+        # Plain lines rather than a table: nothing is cut or wrapped on a narrow terminal.
         for name in names:
-            row, problems = _row(current, name, region)
+            (label, kind, sources, line), problems = _row(current, name, region)
             missing = missing or problems
-            table.add_row(*(Text(current.redactor.text(cell)) for cell in row))
-        stdout().print(table)
+            console.print(Text(label, style="bold") + Text(f": {kind}"))
+            for source in sources.splitlines():
+                console.print(Text(f"  {current.redactor.text(source)}"))
+            style = "red" if problems else "green"
+            console.print(Text("  status: ") + Text(current.redactor.text(line), style=style))
     if missing:
         fail(
             "some credentials cannot be resolved",

@@ -228,7 +228,8 @@ async def _all(
     **options: Any,
 ) -> None:
     writer = _Writer(handle, fmt)
-    console = stderr()
+    # Forced when asked for: --progress on a pipe still draws (CI logs, tests).
+    console = Console(stderr=True, force_terminal=True) if progress else stderr()
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
