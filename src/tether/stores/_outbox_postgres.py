@@ -89,6 +89,11 @@ class _Database(PostgresInboxStore):
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1))", self._tables.deliveries
             )
+            # Running DDL on tables that workers are using would take locks that can deadlock
+            # with their statements; the last object created says everything exists.
+            last = f"{self._tables.schema}.{self._tables.index('msg_created')}"
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", last):
+                return
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._tables.schema}")
             for statement in schema_statements(self._tables, sqlite=False):
                 await conn.execute(statement)
