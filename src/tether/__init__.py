@@ -1,6 +1,6 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, cache, pagination, policies, stores, testing, transports, webhooks
+from tether import auth, cache, pagination, policies, spec, stores, testing, transports, webhooks
 from tether._cache_config import Cache
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
@@ -37,9 +37,11 @@ from tether._errors import (
     WebhookVerificationReason,
 )
 from tether._flow import Breaker, BreakerEvent, Bulkhead, RateLimit, RateLimiter
+from tether._graphql import GraphQLError, graphql
 from tether._models import Headers, Request, Response
 from tether._observe import RetryEvent
 from tether._version import __version__
+from tether.spec import load
 
 __all__ = [
     "USE_CLIENT_DEFAULT",
@@ -60,6 +62,7 @@ __all__ = [
     "ConnectTimeout",
     "DeadlineExceeded",
     "FakeClock",
+    "GraphQLError",
     "HTTPStatusError",
     "Headers",
     "InvalidClient",
@@ -93,8 +96,11 @@ __all__ = [
     "__version__",
     "auth",
     "cache",
+    "graphql",
+    "load",
     "pagination",
     "policies",
+    "spec",
     "stores",
     "testing",
     "transports",

@@ -24,6 +24,7 @@ from tether._config import NO_RETRY, Retry, Timeout
 from tether._core._breaker import BreakerMetrics
 from tether._errors import ConfigError, ResponseValidationError
 from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
+from tether._graphql import graphql as _graphql
 from tether._models import Content, Request, Response
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
 from tether._redact import Redactor
@@ -506,6 +507,21 @@ class Client:
             options=options,
         )
 
+    async def graphql(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        path: str = "/graphql",
+        operation_name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Run a GraphQL query or mutation and return its `data`; an `errors` array raises
+        `GraphQLError` (see `tether.graphql`)."""
+        return await _graphql(
+            self, query, variables, path=path, operation_name=operation_name, headers=headers
+        )
+
     async def aclose(self) -> None:
         """Close the connection pool, unless it was lent to us. Idempotent."""
         if self._state is ClientState.CLOSED:
@@ -660,6 +676,10 @@ class SyncClient:
 
     def get_json(self, url: str, *, model: Any = None, **kwargs: Any) -> Any:
         return decode_json(self.request("GET", url, **kwargs), model)
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """The blocking twin of `Client.graphql`."""
+        return self._run(self._client.graphql(query, variables, **kwargs))
 
     def paginate(self, url: str, **kwargs: Any) -> SyncPaginated[Any]:
         """Iterate the items of every page (or `.pages()`), blocking; see `Client.paginate`."""

@@ -437,12 +437,15 @@ class Paginated(Generic[T]):
                 pending = None
                 number += 1
                 try:
-                    body = response.json()
+                    # 204 No Content is how some APIs (Zoho CRM) say "no records": an empty page.
+                    body = {} if response.status == 204 or not response.content else response.json()
                 except ValueError:
                     raise ResponseValidationError(
                         f"page {number} is not JSON", response=response
                     ) from None
                 raw = get_path(body, paginator.items)
+                if body == {} and raw is MISSING:
+                    raw = []
                 if not isinstance(raw, list):
                     where = paginator.items or "the body"
                     raise ResponseValidationError(

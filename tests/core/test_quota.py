@@ -241,3 +241,17 @@ def test_plain_mapping_is_accepted() -> None:
     """A plain dict with lower-case names works as well as a multidict."""
     found = parse_quota({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "9"}, now_wall=NOW)
     assert found == Quota(remaining=3, reset_in=9.0)
+
+
+def test_okta_spelling() -> None:
+    """Okta's X-Rate-Limit-* headers (epoch reset) are read like X-RateLimit-*."""
+    headers = CIMultiDict(
+        {
+            "X-Rate-Limit-Limit": "600",
+            "X-Rate-Limit-Remaining": "12",
+            "X-Rate-Limit-Reset": "1767225660",
+        }
+    )
+    quota = parse_quota(headers, now_wall=1_767_225_600.0)
+    assert quota is not None
+    assert (quota.limit, quota.remaining, quota.reset_in) == (600, 12, 60.0)

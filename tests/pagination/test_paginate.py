@@ -217,6 +217,20 @@ class TestStopRules:
             items = await collect(client.paginate("/scan", paginator=Cursor(has_more="has_more")))
         assert ids(items) == [9]
 
+    async def test_no_content_is_an_empty_page(self, server: LoopbackServer) -> None:
+        """A 204 No Content page (no records) ends the walk as an empty page, not an error."""
+        server.script(
+            "GET",
+            "/records",
+            lambda: web.json_response({"data": chunk(0), "next_cursor": "2"}),
+            lambda: web.Response(status=204),
+        )
+        async with tether.Client(server.url) as client:
+            paginated = client.paginate("/records", paginator=Cursor())
+            items = await collect(paginated)
+        assert ids(items) == [1, 2, 3]
+        assert paginated.stop_reason is StopReason.EMPTY_PAGE
+
     async def test_repeated_cursor_stops(
         self, server: LoopbackServer, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -403,16 +403,19 @@ def _draft07(headers: Mapping[str, str], now_wall: float) -> tuple[Quota, ...]:
 
 
 def _x_ratelimit(headers: Mapping[str, str], now_wall: float) -> tuple[Quota, ...]:
+    # Okta (and a few others) spell it X-Rate-Limit-*; the meaning is the same.
+    okta = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
+    prefix = "x-rate-limit" if any(_field(headers, name) for name in okta) else "x-ratelimit"
     quotas: list[Quota] = []
     for suffix in ("", "-requests", "-tokens"):
-        limit_value = _field(headers, f"x-ratelimit-limit{suffix}")
-        remaining_value = _field(headers, f"x-ratelimit-remaining{suffix}")
+        limit_value = _field(headers, f"{prefix}-limit{suffix}")
+        remaining_value = _field(headers, f"{prefix}-remaining{suffix}")
         reset_value = None
         if not suffix:
             # Discord sends both; the delta is more precise and immune to clock skew.
-            reset_value = _field(headers, "x-ratelimit-reset-after")
+            reset_value = _field(headers, f"{prefix}-reset-after")
         if reset_value is None:
-            reset_value = _field(headers, f"x-ratelimit-reset{suffix}")
+            reset_value = _field(headers, f"{prefix}-reset{suffix}")
         if limit_value is None and remaining_value is None and reset_value is None:
             continue
         dimension = suffix[1:] or None
