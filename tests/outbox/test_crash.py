@@ -1,4 +1,7 @@
-"""Crash test: SIGKILL outbox workers mid-delivery under load; every message still arrives.
+"""Crash tests: SIGKILL the enqueuer and the workers under load; no message is lost.
+
+First, an enqueuing process is killed mid-stream: every message whose enqueue() had returned
+is stored. Then the delivery test:
 
 Messages are enqueued (durably) first. Worker processes then deliver them to a loopback
 receiver that takes a few milliseconds per request, so many requests are in flight at any
@@ -69,6 +72,49 @@ async def wait_until(condition: object, what: str, timeout: float = 60) -> None:
             return
         await asyncio.sleep(0.05)  # polling a condition with a deadline, not timing anything
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(120)
+async def test_sigkill_mid_enqueue_keeps_every_acknowledged_message(
+    location: tuple[dict[str, str], int],
+) -> None:
+    """Each message id an enqueuer was handed before SIGKILL is stored, with its delivery."""
+    env, _ = location
+    store = webhooks.open_outbox_store(
+        env["OUTBOX_STORE"], schema=env.get("OUTBOX_SCHEMA", "public")
+    )
+    outbox = webhooks.Outbox(store)
+    await outbox.open()
+    try:
+        await outbox.add_endpoint("https://example.com/hooks")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.outbox._crash_enqueuer"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+        )
+        acknowledged: list[str] = []
+        try:
+            assert proc.stdout is not None
+            while len(acknowledged) < 600:
+                line = await asyncio.to_thread(proc.stdout.readline)
+                assert line, "the enqueuer stopped early"
+                acknowledged.append(line.decode().strip())
+            # Microseconds after the 600th promise: a store that answered before its commit
+            # was durable would lose that message and those in flight.
+            proc.send_signal(signal.SIGKILL)
+            rest, _ = await asyncio.to_thread(proc.communicate, timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        acknowledged += [line for line in rest.decode().split("\n") if line.strip()]
+        stored = {d.msg_id for d in await outbox.deliveries(limit=len(acknowledged) + 5000)}
+    finally:
+        await outbox.close()
+    missing = [msg_id for msg_id in acknowledged if msg_id not in stored]
+    assert missing == [], (len(acknowledged), len(stored), missing[:5])
 
 
 @pytest.mark.timeout(180)

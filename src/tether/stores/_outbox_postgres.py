@@ -595,7 +595,9 @@ class PostgresOutboxStore:
             if finished_before is not None:
                 gone += _row_count(
                     await conn.execute(
-                        f"DELETE FROM {t.deliveries} WHERE status != 'pending' AND created_at < $1",
+                        f"DELETE FROM {t.deliveries} WHERE "
+                        "status IN ('delivered', 'dead', 'skipped') "
+                        "AND created_at < $1",
                         finished_before,
                     )
                 )

@@ -536,7 +536,9 @@ class SQLiteOutboxStore:
             ).rowcount
             if finished_before is not None:
                 gone += conn.execute(
-                    f"DELETE FROM {t.deliveries} WHERE status != 'pending' AND created_at < ?",
+                    f"DELETE FROM {t.deliveries} WHERE "
+                    "status IN ('delivered', 'dead', 'skipped') "
+                    "AND created_at < ?",
                     (finished_before,),
                 ).rowcount
                 gone += conn.execute(

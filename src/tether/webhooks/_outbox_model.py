@@ -159,7 +159,7 @@ class DeliveryAttempt:
 class AttemptResult:
     """What a worker reports about one attempt, and what follows from it."""
 
-    #: DELIVERED, PENDING (retry at `retry_at`) or DEAD.
+    #: DELIVERED, PENDING (retry at `retry_at`), DEAD, or SKIPPED (410: the endpoint goes).
     status: DeliveryStatus
     retry_at: float | None
     started_at: float
