@@ -131,11 +131,13 @@ class MessageQueue(Generic[T]):
     context switch while both have work, which is what keeps the wrapper near raw throughput.
     """
 
-    __slots__ = ("_end", "_getter", "_items", "_maxsize", "_policy", "_putter", "dropped")
+    __slots__ = ("_end", "_getter", "_items", "_low", "_maxsize", "_policy", "_putter", "dropped")
 
     def __init__(self, maxsize: int, policy: Overflow) -> None:
         self._items: deque[T] = deque()
         self._maxsize = maxsize
+        # A blocked reader is woken at half full, not at every pop: one wake-up per batch.
+        self._low = maxsize // 2
         self._policy = policy
         self._getter: asyncio.Future[None] | None = None
         self._putter: asyncio.Future[None] | None = None
@@ -208,7 +210,7 @@ class MessageQueue(Generic[T]):
                     self._getter = None
         item = items.popleft()
         putter = self._putter
-        if putter is not None and not putter.done():
+        if putter is not None and len(items) <= self._low and not putter.done():
             putter.set_result(None)
         return item
 

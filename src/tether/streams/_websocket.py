@@ -470,7 +470,11 @@ class WebSocket:
         return self
 
     async def __anext__(self) -> Any:
-        return await self._queue.get()
+        queue = self._queue
+        # Fast path without a second coroutine: the reader fills the queue in batches.
+        if queue._items and queue._putter is None:
+            return queue._items.popleft()
+        return await queue.get()
 
     async def __aenter__(self) -> WebSocket:
         await self.connect()
@@ -810,6 +814,8 @@ class WebSocket:
     ) -> Disconnect:
         # The hot loop: locals instead of attribute lookups, one branch per frame type.
         queue = self._queue
+        items = queue._items
+        maxsize = self._queue_size
         loads = self._loads
         key_of = self._dedupe_key
         dedupe = self._dedupe
@@ -836,6 +842,13 @@ class WebSocket:
                     if key is not None and dedupe.seen(key):
                         self._duplicates += 1
                         continue
+                # Inlined `queue.offer`: this line runs once per message.
+                if len(items) < maxsize:
+                    items.append(data)
+                    if queue._getter is not None:
+                        queue._wake_getter()
+                    self._received += 1
+                    continue
                 try:
                     await queue.put(data)
                     self._received += 1
