@@ -1,0 +1,11 @@
+"""State shared between processes through Redis: rate limits, server advice, tokens, breakers.
+
+Each piece keeps its failure behaviour explicit: what happens while Redis cannot be reached is
+an option, never a silent change of meaning (a per-host limit stays per host, a shared limit
+never becomes an unlimited one unless asked).
+"""
+
+from tether.distributed._common import SharedStateUnavailable
+from tether.distributed._redis_limiter import OnRedisError, RedisRateLimiter
+
+__all__ = ["OnRedisError", "RedisRateLimiter", "SharedStateUnavailable"]
