@@ -268,24 +268,33 @@ async def test_a_lost_worker_lease_is_taken_over_and_resent_with_the_same_id(
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
 
 
-async def test_the_heartbeat_extends_leases_in_flight(outbox: webhooks.Outbox) -> None:
-    """While a claim is held, the heartbeat keeps pushing its lease forward."""
+async def test_the_heartbeat_extends_leases_in_flight(
+    outbox: webhooks.Outbox, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a claim is held, the heartbeat pushes its lease forward from the current time."""
     await outbox.add_endpoint("https://example.com/hook")
     await outbox.enqueue("a", {"n": 1})
     w = worker(outbox, max_timeout=0.06, timeout=0.05, lease_grace=0.03)
     (lease,) = await w._claim(10)
+    renewed = asyncio.Event()
+    renew = outbox.store.renew
+
+    async def spy(token: str, *, until: float) -> int:
+        count = await renew(token, until=until)
+        if count:
+            renewed.set()
+        return count
+
+    monkeypatch.setattr(outbox.store, "renew", spy)
+    clock.advance(10)
     beat = asyncio.create_task(w._heartbeat())
-    outbox.clock.advance(10)  # type: ignore[attr-defined]
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            row = await outbox.store.claim(now=lease.expires_at + 1, limit=1, lease=1)
-            if row == []:
-                break
-        else:
-            pytest.fail("the heartbeat never renewed the lease")
+        async with asyncio.timeout(5):
+            await renewed.wait()
     finally:
         beat.cancel()
+    # Long past the original lease, the delivery is still held: the renewal took.
+    assert await outbox.store.claim(now=lease.expires_at + 5, limit=1, lease=1) == []
     await w.aclose()
 
 

@@ -185,6 +185,9 @@ class OutboxWorker:
         except StoreError as exc:
             # The lease runs out and the delivery is claimed again: at least once, never lost.
             logger.warning("outbox store failed while delivering %s: %s", lease.delivery.id, exc)
+        except Exception:
+            # A bug must not end the worker; the lease runs out and the delivery comes back.
+            logger.exception("outbox: delivery %s failed unexpectedly", lease.delivery.id)
         finally:
             left = self._tokens.get(lease.token, 0) - 1
             if left <= 0:
