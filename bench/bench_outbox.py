@@ -384,6 +384,32 @@ async def bench_celery(url: str, args: argparse.Namespace, tmp: str) -> Result:
     return summarise(label, backlog, latency, args.messages)
 
 
+# -- the ceiling ------------------------------------------------------------------------------
+
+
+async def bench_bare(url: str, count: int) -> float:
+    """Requests per second of a bare aiohttp client, no store, no signing: the machine's limit
+    for this exchange, with the receiver sharing its cores."""
+    import aiohttp
+
+    body = json.dumps(payload("bare", 0)).encode()
+    sem = asyncio.Semaphore(128)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as session:
+
+        async def one() -> None:
+            async with (
+                sem,
+                session.post(
+                    f"{url}/hook", data=body, headers={"webhook-id": uuid.uuid4().hex}
+                ) as response,
+            ):
+                await response.read()
+
+        start = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return count / (time.monotonic() - start)
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -414,6 +440,7 @@ async def main(args: argparse.Namespace) -> None:
     results: list[Result] = []
     with receiver() as url, tempfile.TemporaryDirectory() as tmp:
         print(f"receiver on {url}; {args.messages} backlog + {args.paced} paced at {args.rate}/s")
+        ceiling = await bench_bare(url, args.messages)
         if "sqlite" in args.only:
             results.append(await bench_sqlite(url, args, tmp))
             print(f"  done: {results[-1]}", flush=True)
@@ -436,6 +463,7 @@ async def main(args: argparse.Namespace) -> None:
         else:
             print("Redis unreachable: the Celery row is skipped")
     print()
+    print(f"ceiling: a bare aiohttp client, no store, no signing: {ceiling:.0f} requests/s")
     print(f"{'system':44} {'deliveries/s':>12} {'x Celery':>9} {'p50 ttfa':>10} {'p99 ttfa':>10}")
     for r in results:
         ratio = f"{r.per_second / celery.per_second:.2f}" if celery else "-"
