@@ -348,8 +348,15 @@ class Endpoint(Generic[T]):
                 if requested is not None and requested <= now:
                     self._refresh_at = None
                 return
+            stale_at = self._stale_at()
+            if stale_at is not None and now >= stale_at:
+                # The data aged past `unavailable_after` between polls: say so now, not at
+                # the next poll, which may be a long backoff away.
+                await self._notify(self.snapshot())
+                continue
+            wake_at = due if stale_at is None else min(due, stale_at)
             wake.clear()
-            sleeper = asyncio.ensure_future(clock.sleep(due - now))
+            sleeper = asyncio.ensure_future(clock.sleep(wake_at - now))
             waker = asyncio.ensure_future(wake.wait())
             try:
                 await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
@@ -359,6 +366,17 @@ class Endpoint(Generic[T]):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+
+    def _stale_at(self) -> float | None:
+        """When listeners told "available" must hear that the data went stale, if ever."""
+        if (
+            self.unavailable_after is None
+            or self._last_success is None
+            or self._notified_available is not True
+        ):
+            return None
+        # Just past the limit: at exactly `unavailable_after` the data still counts as fresh.
+        return self._last_success + self.unavailable_after + 1e-6
 
     async def _stop(self) -> None:
         tasks = [t for t in (self._loop_task, self._inflight) if t is not None and not t.done()]

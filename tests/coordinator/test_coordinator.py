@@ -119,6 +119,32 @@ async def test_staleness_alone_makes_data_unavailable() -> None:
         assert endpoint.consecutive_failures < 100
 
 
+async def test_listeners_hear_of_staleness_between_polls() -> None:
+    """Data that ages past unavailable_after is reported unavailable at that moment, even when
+    the next poll is a long backoff away."""
+    clock = SteppedClock()
+    source = Source(clock, {"v": 1}, tether.NetworkError("down"))
+    heard: list[tuple[float, bool]] = []
+    coord = coordinator(clock)
+    endpoint = coord.endpoint(
+        "x",
+        source,
+        interval=50,
+        jitter=0,
+        failure_interval=1000,
+        unavailable_after_failures=100,
+        unavailable_after=120,
+    )
+    endpoint.add_listener(lambda s: heard.append((clock.monotonic(), s.available)))
+    async with coord:
+        await clock.advance(500)
+    assert source.calls == [0, 50]
+    assert heard[0] == (0, True)
+    assert heard[1][1] is False
+    assert 120 < heard[1][0] < 121
+    assert len(heard) == 2
+
+
 async def test_failures_back_off_exponentially_then_recover() -> None:
     """Consecutive failures double the wait up to the cap; a success returns to the interval."""
     clock = SteppedClock()

@@ -172,10 +172,10 @@ async def test_silent_connection_is_reopened(stream_server: StreamServer) -> Non
     stream_server.on_http(
         events("id: 1\ndata: a\n\n", end="hold"), events("data: b\n\n", end="hold")
     )
-    stream = make(stream_server, read_timeout=0.1, on_disconnect=disconnects.append)
+    stream = make(stream_server, read_timeout=0.3, on_disconnect=disconnects.append)
     async with stream:
         assert [e.data for e in await collect(stream, 2)] == ["a", "b"]
-    assert "no data for 0.1 s" in disconnects[0].reason
+    assert "no data for 0.3 s" in disconnects[0].reason
     assert stream_server.requests[1]["Last-Event-ID"] == "1"
 
 

@@ -515,8 +515,8 @@ async def test_dead_connection_is_detected_and_replaced(stream_server: StreamSer
 async def test_heartbeat_keeps_a_live_quiet_link(stream_server: StreamServer) -> None:
     """A quiet server that answers pings is never declared dead."""
     stream_server.on_ws(silent)
-    async with make(stream_server, heartbeat=0.02, heartbeat_timeout=0.05) as ws:
-        await asyncio.sleep(0.4)  # real time is the point: several heartbeat rounds pass
+    async with make(stream_server, heartbeat=0.05, heartbeat_timeout=0.25) as ws:
+        await asyncio.sleep(0.6)  # real time is the point: several heartbeat rounds pass
         assert ws.connected
         assert ws.stats().connections == 1
 
