@@ -70,7 +70,8 @@ class OutboxWorker:
     """Delivers what the outbox holds, as it comes due; any number may share a store.
 
     Use `async with worker:` to run it in the background, or `await worker.run_once()` to
-    attempt what is due now (tests, cron-style runs).
+    attempt what is due now (tests, cron-style runs; then `await worker.aclose()` to release
+    its connections).
     """
 
     def __init__(
