@@ -1,10 +1,22 @@
 """tether: resilient integrations with third-party HTTP APIs."""
 
-from tether import auth, cache, pagination, policies, spec, stores, testing, transports, webhooks
+from tether import (
+    auth,
+    cache,
+    pagination,
+    policies,
+    spec,
+    stores,
+    streams,
+    testing,
+    transports,
+    webhooks,
+)
 from tether._cache_config import Cache
 from tether._client import USE_CLIENT_DEFAULT, Client, SyncClient
 from tether._clock import Clock, FakeClock, SystemClock
 from tether._config import Retry, RetryBudget, Timeout
+from tether._coordinator import Coordinator
 from tether._errors import (
     AuthenticationError,
     AuthError,
@@ -37,6 +49,7 @@ from tether._errors import (
     WebhookVerificationReason,
 )
 from tether._flow import Breaker, BreakerEvent, Bulkhead, RateLimit, RateLimiter
+from tether._gather import Failed, GatherError, Ok, Stale, gather
 from tether._graphql import GraphQLError, graphql
 from tether._models import Headers, Request, Response
 from tether._observe import RetryEvent
@@ -60,14 +73,18 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "ConnectTimeout",
+    "Coordinator",
     "DeadlineExceeded",
+    "Failed",
     "FakeClock",
+    "GatherError",
     "GraphQLError",
     "HTTPStatusError",
     "Headers",
     "InvalidClient",
     "NetworkError",
     "NotFoundError",
+    "Ok",
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
@@ -84,6 +101,7 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryEvent",
     "ServerError",
+    "Stale",
     "SyncClient",
     "SystemClock",
     "TetherError",
@@ -96,12 +114,14 @@ __all__ = [
     "__version__",
     "auth",
     "cache",
+    "gather",
     "graphql",
     "load",
     "pagination",
     "policies",
     "spec",
     "stores",
+    "streams",
     "testing",
     "transports",
     "webhooks",
