@@ -26,6 +26,9 @@ __all__ = [
     "plan_wait",
 ]
 
+#: Seconds by which a deadline may overrun when it coincides with an attempt's own limit.
+DEADLINE_SLACK = 0.001
+
 #: RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -146,7 +149,9 @@ def attempt_limits(
     connect phase never gets more than the attempt (azure-core shrinks each attempt to the time
     left the same way).
     """
-    capped = remaining is not None and (attempt is None or remaining < attempt)
+    # Within a millisecond the deadline and the attempt limit are the same limit (timeout=30.0
+    # sets both): the attempt keeps its own, so the transport can reuse one timeout object.
+    capped = remaining is not None and (attempt is None or remaining < attempt - DEADLINE_SLACK)
     limit = remaining if capped else attempt
     if connect is None or (limit is not None and limit < connect):
         return limit, limit, capped

@@ -5,6 +5,7 @@ All decisions are made by `tether._core`; this module only measures time, sleeps
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from tether._errors import (
     RetryBudgetExhausted,
     TimeoutError,
 )
-from tether._observe import Observer, RetryEvent
+from tether._observe import Observer, RetryEvent, logger
 from tether._status import status_error
 from tether._types import Send
 
@@ -39,6 +40,11 @@ __all__ = ["HostState", "RetryPolicy"]
 #: Keys under which a request may carry its own `Retry` and `Timeout` instead of the client's.
 RETRY_EXTENSION = "tether.retry"
 TIMEOUT_EXTENSION = "tether.timeout"
+
+
+def _debug_log() -> bool:
+    # Successful attempts log at DEBUG; checking first keeps the call off the hot path.
+    return logger.isEnabledFor(logging.DEBUG)
 
 
 class HostState:
@@ -155,10 +161,11 @@ class RetryPolicy:
                 if observer.on_response:
                     await observer.response(response)
                 if response.status < 400:
-                    observer.attempt(
-                        request, attempt=attempt, elapsed=finished - attempt_start,
-                        response=response,
-                    )  # fmt: skip
+                    if _debug_log():
+                        observer.attempt(
+                            request, attempt=attempt, elapsed=finished - attempt_start,
+                            response=response,
+                        )  # fmt: skip
                     return response
                 result = self._after_status(
                     request, retry, state, response,
