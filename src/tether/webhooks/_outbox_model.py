@@ -66,7 +66,8 @@ class Endpoint:
     #: Event types delivered here; empty means every type. A trailing "*" matches a prefix.
     event_types: tuple[str, ...] = ()
     #: Extra headers sent with every attempt (the webhook-* headers cannot be overridden).
-    headers: tuple[tuple[str, str], ...] = ()
+    #: Kept out of the repr: they often carry the receiver's credentials.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets: tuple[EndpointSecret, ...] = field(default=(), repr=False)
     #: A rate limit such as "50/s" for this endpoint, enforced per worker process.
     rate_limit: str | None = None
