@@ -190,6 +190,9 @@ class PostgresOutboxStore:
         self._db = _Database(dsn, self.tables, schema, min_size, max_size)
         self._channel = f"{schema}.{prefix}"
         self._listener: Any = None
+        self._wakers: list[Callable[[], object]] = []
+        self._relisten: asyncio.Task[None] | None = None
+        self._closing = False
         self._fan_out = numbered(fan_out_sql(self.tables, sqlite=False))
         self._enqueue = enqueue_statement_pg(self.tables)
         self._notify_wanted = asyncio.Event()
@@ -203,11 +206,17 @@ class PostgresOutboxStore:
         await self._db.open()
 
     async def close(self) -> None:
+        self._closing = True
         notifier, self._notifier = self._notifier, None
         if notifier is not None:
             notifier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await notifier
+        relisten, self._relisten = self._relisten, None
+        if relisten is not None:
+            relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relisten
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(Exception):
@@ -382,16 +391,47 @@ class PostgresOutboxStore:
                 return
 
     async def watch(self, wake: Callable[[], object]) -> None:
+        self._wakers.append(wake)
+        if self._listener is None and self._relisten is None and not await self._listen():
+            self._lost()
+
+    def _woken(self, *_: object) -> None:
+        for wake in self._wakers:
+            wake()
+
+    async def _listen(self) -> bool:
+        """Open the LISTEN connection; False (and polling alone) when it cannot be opened."""
         import asyncpg  # noqa: PLC0415 - an optional dependency
 
-        if self._listener is None:
-            try:
-                self._listener = await asyncpg.connect(self._dsn)
-            except _database_errors() as exc:
-                # Polling still finds every message; the wake-up only makes it sooner.
-                logger.warning("outbox: cannot LISTEN for new messages: %s", _safe(exc))
+        errors: tuple[type[BaseException], ...] = (*_database_errors(), TimeoutError)
+        try:
+            listener = await asyncpg.connect(self._dsn, timeout=10)
+            await listener.add_listener(self._channel, self._woken)
+        except errors as exc:
+            # Polling still finds every message; the wake-up only makes it sooner.
+            logger.warning("outbox: cannot LISTEN for new messages: %s", _safe(exc))
+            return False
+        listener.add_termination_listener(self._lost)
+        self._listener = listener
+        return True
+
+    def _lost(self, *_: object) -> None:
+        # The server restarted or dropped the connection: listen again, with a bounded wait
+        # between tries, and wake the workers meanwhile so nothing waits for a notification
+        # that was lost with the connection.
+        self._listener = None
+        self._woken()
+        if not self._closing and (self._relisten is None or self._relisten.done()):
+            self._relisten = asyncio.create_task(self._listen_again(), name="tether-outbox-listen")
+
+    async def _listen_again(self) -> None:
+        delay = 0.5
+        while not self._closing and self._listener is None:
+            await asyncio.sleep(delay)
+            if await self._listen():
+                self._woken()
                 return
-        await self._listener.add_listener(self._channel, lambda *_: wake())
+            delay = min(delay * 2, 30.0)
 
     # -- workers ---------------------------------------------------------------------------
 
