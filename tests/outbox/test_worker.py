@@ -316,3 +316,41 @@ async def test_a_running_worker_delivers_what_is_enqueued_at_once(
     assert {s.headers["webhook-id"] for s in server.seen} == set(ids)
     assert w.attempted["delivered"] == 20
     await box.close()
+
+
+async def test_a_changed_url_takes_effect_for_queued_deliveries(
+    outbox: webhooks.Outbox, server: LoopbackServer, clock: FakeClock
+) -> None:
+    """Deliveries still queued go to the endpoint's new URL once a worker rereads it."""
+    endpoint = await outbox.add_endpoint(f"{server.url}/old")
+    server.script("POST", "/old", lambda: status(200))
+    server.script("POST", "/new", lambda: status(200))
+    await outbox.enqueue("a", {"n": 1})
+    w = worker(outbox)
+    await w.run_once()
+    await outbox.update_endpoint(endpoint.id, url=f"{server.url}/new")
+    await outbox.enqueue("a", {"n": 2})
+    clock.advance(w.policy.endpoint_ttl)
+    await w.run_once()
+    await w.aclose()
+    assert (server.count("/old"), server.count("/new")) == (1, 1)
+
+
+async def test_the_worker_purges_attempts_and_messages_past_retention(
+    outbox: webhooks.Outbox, server: LoopbackServer, clock: FakeClock
+) -> None:
+    """After the retention periods, the attempt log and finished deliveries are gone."""
+    await outbox.add_endpoint(f"{server.url}/hook")
+    server.script("POST", "/hook", lambda: status(200))
+    await outbox.enqueue("a", {"n": 1})
+    w = worker(outbox, attempt_retention=3600.0, message_retention=7200.0)
+    await w.run_once()
+    assert await w.purge_expired() == 0
+    clock.advance(3601)
+    assert await w.purge_expired() == 1
+    assert await outbox.attempts() == []
+    assert len(await outbox.deliveries()) == 1
+    clock.advance(3600)
+    assert await w.purge_expired() == 2  # the delivery and its message
+    assert await outbox.deliveries() == []
+    await w.aclose()
