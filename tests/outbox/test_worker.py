@@ -354,3 +354,35 @@ async def test_the_worker_purges_attempts_and_messages_past_retention(
     assert await w.purge_expired() == 2  # the delivery and its message
     assert await outbox.deliveries() == []
     await w.aclose()
+
+
+async def test_a_rate_limiter_factory_holds_several_workers_to_one_quota(
+    outbox: webhooks.Outbox, server: LoopbackServer
+) -> None:
+    """Workers given the same limiter per endpoint share its quota instead of each having one."""
+    from tether import RateLimiter
+
+    await outbox.add_endpoint(f"{server.url}/hook", rate_limit="2/min")
+    server.script("POST", "/hook", lambda: status(200))
+    for n in range(6):
+        await outbox.enqueue("a", {"n": n})
+    shared: dict[str, RateLimiter] = {}
+
+    def limiter(endpoint: webhooks.Endpoint) -> RateLimiter | None:
+        if endpoint.rate_limit is None:
+            return None
+        if endpoint.id not in shared:
+            shared[endpoint.id] = RateLimiter(endpoint.rate_limit, max_wait=1.0)
+        return shared[endpoint.id]
+
+    # Three each, so both workers have deliveries to attempt at once.
+    policy = webhooks.OutboxPolicy(concurrency=3)
+    one, two = (
+        outbox.worker(policy=policy, rand=lambda: 0.5, rate_limiter=limiter) for _ in range(2)
+    )
+    assert await asyncio.gather(one.run_once(), two.run_once()) == [3, 3]
+    await one.aclose()
+    await two.aclose()
+    # "2/min" with burst 1: one request now, the next 30 s later, whichever worker asks.
+    assert server.count("/hook") == 1
+    assert one.attempted["released"] + two.attempted["released"] == 5

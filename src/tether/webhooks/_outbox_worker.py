@@ -69,6 +69,12 @@ class _Cached:
 class OutboxWorker:
     """Delivers what the outbox holds, as it comes due; any number may share a store.
 
+    `rate_limiter`, when given, makes each endpoint's limiter (None for none) instead of a
+    private `RateLimiter(endpoint.rate_limit)` per worker process: return one shared object
+    (per endpoint) to hold several workers in a process to one quota, or a limiter whose state
+    is shared between processes. Keep its `max_wait` short, as `policy.rate_limit_wait` is:
+    a delivery that would wait longer is put back rather than hold a worker's slot.
+
     Use `async with worker:` to run it in the background, or `await worker.run_once()` to
     attempt what is due now (tests, cron-style runs; then `await worker.aclose()` to release
     its connections).
@@ -83,8 +89,10 @@ class OutboxWorker:
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
         session: aiohttp.ClientSession | None = None,
+        rate_limiter: Callable[[Endpoint], RateLimiter | None] | None = None,
     ) -> None:
         self.store = store
+        self._rate_limiter = rate_limiter
         self.policy = policy or OutboxPolicy()
         self.egress = egress or EgressPolicy()
         self.clock: Clock = clock or SystemClock()
@@ -157,11 +165,12 @@ class OutboxWorker:
 
     def _client(self, endpoint: Endpoint) -> Client:
         timeout = min(endpoint.timeout, self.policy.max_timeout)
-        rate_limit = (
-            None
-            if endpoint.rate_limit is None
-            else RateLimiter(endpoint.rate_limit, max_wait=self.policy.rate_limit_wait)
-        )
+        if self._rate_limiter is not None:
+            rate_limit = self._rate_limiter(endpoint)
+        elif endpoint.rate_limit is None:
+            rate_limit = None
+        else:
+            rate_limit = RateLimiter(endpoint.rate_limit, max_wait=self.policy.rate_limit_wait)
         breaker = self.policy.breaker
         if breaker is not None and breaker.scope != "client":
             # One circuit per endpoint, whatever host it shares with others.
