@@ -386,3 +386,29 @@ async def test_a_rate_limiter_factory_holds_several_workers_to_one_quota(
     # "2/min" with burst 1: one request now, the next 30 s later, whichever worker asks.
     assert server.count("/hook") == 1
     assert one.attempted["released"] + two.attempted["released"] == 5
+
+
+async def test_operators_hear_of_disabled_endpoints_and_dead_deliveries(
+    outbox: webhooks.Outbox, server: LoopbackServer
+) -> None:
+    """on_event reports a dead delivery and a 410-disabled endpoint; a failing hook is logged."""
+    await outbox.add_endpoint(f"{server.url}/dead", event_types=["d"], schedule=[])
+    gone = await outbox.add_endpoint(f"{server.url}/gone", event_types=["g"])
+    server.script("POST", "/dead", lambda: status(500))
+    server.script("POST", "/gone", lambda: status(410))
+    dead_msg = await outbox.enqueue("d", {"n": 1})
+    await outbox.enqueue("g", {"n": 2})
+    events: list[webhooks.OutboxEvent] = []
+
+    async def hook(event: webhooks.OutboxEvent) -> None:
+        events.append(event)
+        raise RuntimeError("the pager is down")
+
+    w = outbox.worker(rand=lambda: 0.5, on_event=hook)
+    await w.run_once()
+    await w.aclose()
+    by_kind = {e.kind: e for e in events}
+    assert set(by_kind) == {"delivery.dead", "endpoint.disabled"}
+    assert by_kind["delivery.dead"].msg_id == dead_msg
+    assert by_kind["endpoint.disabled"].endpoint_id == gone.id
+    assert by_kind["endpoint.disabled"].reason == "the endpoint answered 410 Gone"

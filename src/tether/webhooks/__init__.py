@@ -32,6 +32,7 @@ from tether.webhooks._outbox_model import (
     Endpoint,
     EndpointSecret,
     OutboxDelivery,
+    OutboxEvent,
     OutboxStore,
 )
 from tether.webhooks._outbox_policy import DEFAULT_SCHEDULE, OutboxPolicy
@@ -58,6 +59,7 @@ __all__ = [
     "Keypair",
     "Outbox",
     "OutboxDelivery",
+    "OutboxEvent",
     "OutboxPolicy",
     "OutboxStore",
     "OutboxWorker",

@@ -25,6 +25,7 @@ __all__ = [
     "EndpointSecret",
     "NewMessage",
     "OutboxDelivery",
+    "OutboxEvent",
     "OutboxLease",
     "OutboxStats",
     "OutboxStore",
@@ -187,6 +188,19 @@ class RecordOutcome:
     held: bool
     #: The reason the endpoint was disabled by this attempt, if it was.
     disabled: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEvent:
+    """Something an operator should hear about, reported to a worker's `on_event` hook."""
+
+    #: "endpoint.disabled" (410 Gone or continuous failure) or "delivery.dead".
+    kind: str
+    endpoint_id: str
+    at: float
+    reason: str | None = None
+    msg_id: str | None = None
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

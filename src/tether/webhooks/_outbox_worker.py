@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import re
@@ -42,6 +43,7 @@ from tether.webhooks._outbox_model import (
     AttemptResult,
     DeliveryStatus,
     Endpoint,
+    OutboxEvent,
     OutboxLease,
     OutboxStore,
 )
@@ -75,6 +77,9 @@ class OutboxWorker:
     is shared between processes. Keep its `max_wait` short, as `policy.rate_limit_wait` is:
     a delivery that would wait longer is put back rather than hold a worker's slot.
 
+    `on_event` is called (and awaited, if it returns an awaitable) when an endpoint is
+    disabled or a delivery goes dead, to alert someone; an exception in it is logged.
+
     Use `async with worker:` to run it in the background, or `await worker.run_once()` to
     attempt what is due now (tests, cron-style runs; then `await worker.aclose()` to release
     its connections).
@@ -90,8 +95,10 @@ class OutboxWorker:
         rand: Callable[[], float] = random.random,
         session: aiohttp.ClientSession | None = None,
         rate_limiter: Callable[[Endpoint], RateLimiter | None] | None = None,
+        on_event: Callable[[OutboxEvent], object] | None = None,
     ) -> None:
         self.store = store
+        self._on_event = on_event
         self._rate_limiter = rate_limiter
         self.policy = policy or OutboxPolicy()
         self.egress = egress or EgressPolicy()
@@ -396,7 +403,15 @@ class OutboxWorker:
         if outcome.disabled is not None:
             logger.warning("outbox: endpoint %s disabled: %s", endpoint.id, outcome.disabled)
             self._endpoints.pop(endpoint.id, None)
-        if result.status is DeliveryStatus.DEAD:
+            await self._report(
+                OutboxEvent(
+                    kind="endpoint.disabled",
+                    endpoint_id=endpoint.id,
+                    at=self.clock.time(),
+                    reason=outcome.disabled,
+                )
+            )
+        if result.status is DeliveryStatus.DEAD and outcome.held:
             logger.error(
                 "outbox: delivery %s of %s to endpoint %s dead after %d attempts: %s",
                 delivery.id,
@@ -404,6 +419,16 @@ class OutboxWorker:
                 endpoint.id,
                 delivery.attempts,
                 result.error,
+            )
+            await self._report(
+                OutboxEvent(
+                    kind="delivery.dead",
+                    endpoint_id=endpoint.id,
+                    at=self.clock.time(),
+                    reason=result.error,
+                    msg_id=delivery.msg_id,
+                    delivery_id=delivery.id,
+                )
             )
         elif result.status is DeliveryStatus.PENDING and logger.isEnabledFor(logging.INFO):
             logger.info(
@@ -414,6 +439,18 @@ class OutboxWorker:
                 result.error,
                 (result.retry_at or 0.0) - self.clock.time(),
             )
+
+    async def _report(self, event: OutboxEvent) -> None:
+        hook = self._on_event
+        if hook is None:
+            return
+        try:
+            result = hook(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # An alerting hook that fails must not fail the delivery bookkeeping.
+            logger.exception("outbox: the on_event hook failed on %s", event.kind)
 
     async def _release(self, lease: OutboxLease, wait: float) -> None:
         self.attempted["released"] += 1
