@@ -40,6 +40,9 @@ async def test_the_commands_manage_endpoints_and_messages_without_showing_secret
     caplog.set_level(logging.DEBUG)
     store = tmp_path / "cli.db"
     secret_file = tmp_path / "secret.txt"
+    shared_file = tmp_path / "shared.txt"
+    shared_file.write_text("")
+    shared_file.chmod(0o644)
     # The receiver echoes the signature header and the canary back, as a careless one might.
     server.script("POST", "/hook", lambda: web.Response(status=500, text=f"bad {CANARY}"))
     outputs = [
@@ -95,15 +98,23 @@ async def test_the_commands_manage_endpoints_and_messages_without_showing_secret
         ("endpoints", "disable", "billing", "--reason", "maintenance"),
         ("endpoints", "list"),
         ("endpoints", "enable", "billing"),
+        ("endpoints", "update", "billing", "--rate-limit", "5/s", "--type", "order.*"),
+        ("endpoints", "secret", "billing", "--secret-file", str(shared_file)),
     )
     outputs.extend([await asyncio.to_thread(run, store, *args) for args in commands])
     text = "\n".join(outputs)
+    assert "types=order.*  [rate 5/s]" in text
+    # An existing, world-readable file is narrowed to 0600 when the secret goes in.
+    assert oct(shared_file.stat().st_mode & 0o777) == "0o600"
+    rotated = shared_file.read_text().strip()
+    assert rotated.startswith("whsec_")
+    assert rotated not in (CANARY, written)
     assert f"{dead.id}  dead" in text
     assert "1 deliveries would be replayed" in text
     assert "1 deliveries replayed" in text
     assert "disabled (maintenance)" in text
     assert "[REDACTED]" in text
-    for secret in (CANARY, written):
+    for secret in (CANARY, written, rotated):
         assert secret not in text
         assert secret not in caplog.text
     async with outbox() as box:

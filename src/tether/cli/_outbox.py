@@ -105,7 +105,12 @@ def _iso(value: float | None) -> str:
 
 def _write_secret(path: Path, secret: str) -> None:
     # Created with 0600 and never echoed: the secret goes where the receiver's config is made.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # No symlink is followed, and a file that existed with a wider mode is narrowed.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _fail(f"cannot write the secret to {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(secret + "\n")
 
@@ -228,6 +233,39 @@ def endpoints_add(
             "signing secret stored; write it to a file with "
             f"`tether outbox endpoints secret {endpoint.id} --secret-file PATH`"
         )
+
+
+@endpoints_app.command("update")
+def endpoints_update(
+    ctx: typer.Context,
+    endpoint_id: str,
+    *,
+    url: Annotated[str | None, typer.Option(help="A new URL.")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Replace the type filters; repeat.")
+    ] = None,
+    all_types: Annotated[bool, typer.Option(help="Drop the type filters.")] = False,
+    rate_limit: Annotated[str | None, typer.Option(help="E.g. 50/s; 'none' removes it.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
+    ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
+    description: Annotated[str | None, typer.Option(help="A note for people.")] = None,
+) -> None:
+    """Change an endpoint's settings; those not given stay as they are."""
+    types: list[str] | None = [] if all_types else event_type
+
+    async def update(outbox: Outbox) -> Endpoint:
+        changes: dict[str, Any] = {
+            "url": url,
+            "event_types": types,
+            "timeout": timeout,
+            "ordered": ordered,
+            "description": description,
+        }
+        if rate_limit is not None:
+            changes["rate_limit"] = None if rate_limit.lower() == "none" else rate_limit
+        return await outbox.update_endpoint(endpoint_id, **changes)
+
+    typer.echo(_endpoint_line(_run(*_location(ctx), update, egress=_egress(ctx))))
 
 
 @endpoints_app.command("secret")
