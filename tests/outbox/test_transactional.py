@@ -70,12 +70,18 @@ async def test_sqlite_rollback_leaves_no_message(sqlite_outbox: webhooks.Outbox)
 async def test_sqlite_autocommit_and_foreign_databases_are_refused(
     sqlite_outbox: webhooks.Outbox, tmp_path: Path
 ) -> None:
-    """Outside a transaction, or on another file, enqueue_in() refuses instead of dual-writing."""
+    """Outside a transaction, on another file, or without fsync'd commits, enqueue_in()
+    refuses instead of writing a message that could be lost or outlive a rollback."""
     assert isinstance(sqlite_outbox.store, SQLiteOutboxStore)
     auto = sqlite3.connect(sqlite_outbox.store.path, isolation_level=None)
     with pytest.raises(ConfigError, match="inside your transaction"):
         sqlite_outbox.enqueue_in(auto, "a", {})
     auto.close()
+    lax = sqlite3.connect(sqlite_outbox.store.path)
+    lax.execute("PRAGMA synchronous=NORMAL")
+    with pytest.raises(ConfigError, match="synchronous=FULL"), lax:
+        sqlite_outbox.enqueue_in(lax, "a", {})
+    lax.close()
     other = sqlite3.connect(tmp_path / "other.db")
     with pytest.raises(ConfigError, match="own database file"):
         sqlite_outbox.enqueue_in(other, "a", {})

@@ -305,6 +305,13 @@ class SQLiteOutboxStore:
                 "(the connection is in autocommit mode)"
             )
         self._check_same_database(conn)
+        if int(conn.execute("PRAGMA synchronous").fetchone()[0]) < 2:
+            # Below FULL a commit can be lost with the machine (in WAL mode with NORMAL, the
+            # last commits before a power cut): the message would be acknowledged, not safe.
+            raise ConfigError(
+                "enqueue_in() needs PRAGMA synchronous=FULL on this connection, so the commit "
+                "that enqueues is on disk when it returns"
+            )
         try:
             result = self.enqueue_job(message)(conn)
         except sqlite3.OperationalError as exc:

@@ -295,11 +295,12 @@ class Outbox:
 
         On SQLite `conn` is a `sqlite3.Connection` to the outbox's database file and the call
         is synchronous; on PostgreSQL it is an asyncpg connection and the call is awaited.
-        Durability is then your transaction's: on SQLite, use WAL with synchronous=FULL.
+        Durability is then your commit's: on SQLite the connection must use
+        synchronous=FULL (the default).
 
         Raises:
-            ConfigError: `conn` is not in a transaction, is on another database, or is the
-                wrong kind for the store.
+            ConfigError: `conn` is not in a transaction, is on another database, commits
+                without fsync (SQLite below synchronous=FULL), or is the wrong kind.
         """
         message = self._message(event_type, payload, idempotency_key, ordering_key)
         store = self.store
