@@ -114,9 +114,13 @@ async def test_asyncpg_commit_and_rollback(pg_outbox: tuple[webhooks.Outbox, str
         await conn.execute(f"CREATE TABLE {schema}.orders (id TEXT PRIMARY KEY)")
         # The schema name is the test's own, made from a uuid.
         insert = f"INSERT INTO {schema}.orders VALUES ($1)"  # noqa: S608
+        # A session that commits without waiting for the disk gets a durable commit anyway.
+        await conn.execute("SET synchronous_commit TO off")
         async with conn.transaction():
             await conn.execute(insert, "o1")
             kept = await box.enqueue_in(conn, "order.created", {"id": "o1"})
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"
 
         async def place_failing_order() -> None:
             async with conn.transaction():

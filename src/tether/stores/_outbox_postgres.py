@@ -311,6 +311,9 @@ class PostgresOutboxStore:
             )
         t = self.tables
         m = message
+        # The caller's commit now carries the message: it must be flushed to disk before it
+        # returns, whatever this session or the server says (LOCAL: this transaction only).
+        await conn.execute("SET LOCAL synchronous_commit TO on")
         seq = await conn.fetchval(
             f"INSERT INTO {t.messages} (msg_id, event_type, payload, idempotency_key, "
             "ordering_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING "
