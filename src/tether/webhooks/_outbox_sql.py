@@ -265,6 +265,10 @@ def schema_statements(tables: Tables, *, sqlite: bool) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {t.index('by_msg_id')} ON {t.deliveries} (msg_id)",
         f"CREATE INDEX IF NOT EXISTS {t.index('att_delivery')} ON {t.attempts} (delivery_id, id)",
         f"CREATE INDEX IF NOT EXISTS {t.index('att_started')} ON {t.attempts} (started_at)",
+        # The attempt log is read by message and by endpoint (`tether outbox attempts`).
+        f"CREATE INDEX IF NOT EXISTS {t.index('att_msg')} ON {t.attempts} (msg_id, id)",
+        f"CREATE INDEX IF NOT EXISTS {t.index('att_endpoint')} ON {t.attempts} (endpoint_id, id)",
+        # Last on purpose: PostgreSQL takes its existence to mean every object above exists.
         f"CREATE INDEX IF NOT EXISTS {t.index('msg_created')} ON {t.messages} (created_at)",
     ]
 
