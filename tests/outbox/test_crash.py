@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -65,10 +65,12 @@ def start_workers(env: dict[str, str], count: int) -> list[subprocess.Popen[byte
     ]
 
 
-async def wait_until(condition: object, what: str, timeout: float = 60) -> None:
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
+        if await condition():
             return
         await asyncio.sleep(0.05)  # polling a condition with a deadline, not timing anything
     raise AssertionError(f"timed out waiting for {what}")

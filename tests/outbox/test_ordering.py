@@ -84,6 +84,6 @@ async def test_each_key_arrives_in_enqueue_order_across_workers(
     for box in {id(b): b for b in [producer, *consumers]}.values():
         await box.close()
     assert set(accepted) == {f"k{key}" for key in range(KEYS)}
-    for key, sequence in accepted.items():
-        assert sequence == list(range(PER_KEY)), key
+    for name, sequence in accepted.items():
+        assert sequence == list(range(PER_KEY)), name
     assert sum(w.attempted["failed"] for w in workers) > 0  # retries really happened

@@ -13,7 +13,7 @@ from tether import Breaker, FakeClock, webhooks
 from tether.webhooks import DeliveryStatus
 
 from ..conftest import LoopbackServer
-from .conftest import T0, worker
+from .conftest import LOOPBACK, T0, StoreFactory, worker
 
 
 def status(code: int, headers: dict[str, str] | None = None, body: str = "") -> web.Response:
@@ -299,12 +299,10 @@ async def test_the_heartbeat_extends_leases_in_flight(
 
 
 async def test_a_running_worker_delivers_what_is_enqueued_at_once(
-    store_factory: object, server: LoopbackServer
+    store_factory: StoreFactory, server: LoopbackServer
 ) -> None:
     """In the background with the real clock, an enqueue wakes the worker; stop() is clean."""
-    from .conftest import LOOPBACK
-
-    box = webhooks.Outbox(store_factory(), egress=LOOPBACK)  # type: ignore[operator]
+    box = webhooks.Outbox(store_factory(), egress=LOOPBACK)
     await box.open()
     await box.add_endpoint(f"{server.url}/hook")
     server.script("POST", "/hook", lambda: status(200))
@@ -380,7 +378,7 @@ async def test_a_rate_limiter_factory_holds_several_workers_to_one_quota(
     one, two = (
         outbox.worker(policy=policy, rand=lambda: 0.5, rate_limiter=limiter) for _ in range(2)
     )
-    assert await asyncio.gather(one.run_once(), two.run_once()) == [3, 3]
+    assert list(await asyncio.gather(one.run_once(), two.run_once())) == [3, 3]
     await one.aclose()
     await two.aclose()
     # "2/min" with burst 1: one request now, the next 30 s later, whichever worker asks.
