@@ -125,6 +125,33 @@ async def test_the_commands_manage_endpoints_and_messages_without_showing_secret
         assert CANARY not in repr(box)
 
 
+def test_an_ed25519_endpoint_hands_out_only_its_public_key(tmp_path: Path) -> None:
+    """`endpoints add --ed25519` writes the whpk_ key for the receiver; the whsk_ stays in."""
+    store = tmp_path / "ed.db"
+    key_file = tmp_path / "receiver.key"
+    output = run(
+        store,
+        "endpoints",
+        "add",
+        "https://example.com/hooks",
+        "--id",
+        "ed",
+        "--ed25519",
+        "--secret-file",
+        str(key_file),
+    )
+    public = key_file.read_text().strip()
+    assert public.startswith("whpk_")
+
+    async def stored_secret() -> str:
+        async with webhooks.Outbox(webhooks.open_outbox_store(store)) as box:
+            return await box.secret("ed")
+
+    secret = asyncio.run(stored_secret())
+    assert secret.startswith("whsk_")
+    assert secret not in output
+
+
 def test_bad_input_is_a_one_line_error_not_a_traceback(tmp_path: Path) -> None:
     """Unknown endpoints, bad JSON and bad times exit 2 with a reason."""
     env = {"TETHER_OUTBOX_STORE": str(tmp_path / "cli.db")}

@@ -410,3 +410,39 @@ async def test_operators_hear_of_disabled_endpoints_and_dead_deliveries(
     assert by_kind["delivery.dead"].msg_id == dead_msg
     assert by_kind["endpoint.disabled"].endpoint_id == gone.id
     assert by_kind["endpoint.disabled"].reason == "the endpoint answered 410 Gone"
+
+
+async def test_ed25519_endpoints_sign_v1a_and_receivers_need_only_the_public_key(
+    outbox: webhooks.Outbox, server: LoopbackServer, clock: FakeClock
+) -> None:
+    """A whsk_ key signs v1a, verified with its whpk_ half; rotating an HMAC endpoint to
+    Ed25519 sends both kinds during the overlap; Ed25519 rotations stay Ed25519."""
+    pair = webhooks.generate_keypair()
+    signed = await outbox.add_endpoint(f"{server.url}/ed", secret=pair.secret_key)
+    assert await outbox.verification_key(signed.id) == pair.public_key
+    moving = await outbox.add_endpoint(f"{server.url}/moving")
+    hmac_secret = await outbox.secret(moving.id)
+    assert await outbox.verification_key(moving.id) == hmac_secret
+    new_pair = webhooks.generate_keypair()
+    await outbox.rotate_secret(moving.id, secret=new_pair.secret_key, overlap=600)
+    server.script("POST", "/ed", lambda: status(200))
+    server.script("POST", "/moving", lambda: status(200))
+    await outbox.enqueue("a", {"n": 1})
+    w = worker(outbox)
+    await w.run_once()
+    await w.aclose()
+    seen = {s.path: s for s in server.seen}
+    ed = seen["/ed"]
+    assert ed.headers["webhook-signature"].startswith("v1a,")
+    webhooks.verify("standard", secret=pair.public_key, headers=ed.headers, body=ed.body, now=T0)
+    both = seen["/moving"]
+    assert sorted(e.split(",")[0] for e in both.headers["webhook-signature"].split()) == [
+        "v1",
+        "v1a",
+    ]
+    for key in (hmac_secret, new_pair.public_key):
+        webhooks.verify("standard", secret=key, headers=both.headers, body=both.body, now=T0)
+    rotated = await outbox.rotate_secret(signed.id)
+    assert rotated.startswith("whsk_")
+    assert (await outbox.verification_key(signed.id)).startswith("whpk_")
+    assert pair.secret_key not in repr(await outbox.endpoint(signed.id))

@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from tether._errors import ConfigError, TetherError
+from tether.webhooks._keys import generate_keypair
 from tether.webhooks._outbox import Outbox, open_outbox_store
 from tether.webhooks._outbox_egress import EgressPolicy
 from tether.webhooks._outbox_model import DeliveryStatus, Endpoint, OutboxDelivery
@@ -198,11 +199,15 @@ def endpoints_add(
     timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
     ordered: Annotated[bool, typer.Option(help="Deliver per ordering key in order.")] = False,
     description: Annotated[str, typer.Option(help="A note for people.")] = "",
+    ed25519: Annotated[
+        bool, typer.Option(help="Sign with a new Ed25519 key (v1a) instead of a whsec_ secret.")
+    ] = False,
     secret_file: Annotated[
-        Path | None, typer.Option(help="Write the new signing secret here (mode 0600).")
+        Path | None,
+        typer.Option(help="Write what the receiver verifies with here (mode 0600)."),
     ] = None,
 ) -> None:
-    """Add an endpoint with a new signing secret."""
+    """Add an endpoint with a new signing secret (or Ed25519 key)."""
     headers = []
     for item in header or []:
         name, sep, value = item.partition(":")
@@ -220,17 +225,18 @@ def endpoints_add(
             timeout=timeout,
             ordered=ordered,
             description=description,
+            secret=generate_keypair().secret_key if ed25519 else None,
         )
-        return endpoint, await outbox.secret(endpoint.id)
+        return endpoint, await outbox.verification_key(endpoint.id)
 
     endpoint, secret = _run(*_location(ctx), add, egress=_egress(ctx))
     typer.echo(_endpoint_line(endpoint))
     if secret_file is not None:
         _write_secret(secret_file, secret)
-        typer.echo(f"signing secret written to {secret_file}")
+        typer.echo(f"verification key written to {secret_file}")
     else:
         typer.echo(
-            "signing secret stored; write it to a file with "
+            "signing secret stored; write the receiver's key to a file with "
             f"`tether outbox endpoints secret {endpoint.id} --secret-file PATH`"
         )
 
@@ -272,12 +278,13 @@ def endpoints_update(
 def endpoints_secret(
     ctx: typer.Context,
     endpoint_id: str,
-    secret_file: Annotated[Path, typer.Option(help="Write the current secret here (0600).")],
+    secret_file: Annotated[Path, typer.Option(help="Write the key here (mode 0600).")],
 ) -> None:
-    """Write an endpoint's current signing secret to a file (never to the terminal)."""
-    secret = _run(*_location(ctx), lambda o: o.secret(endpoint_id))
-    _write_secret(secret_file, secret)
-    typer.echo(f"signing secret of {endpoint_id} written to {secret_file}")
+    """Write what the endpoint's receiver verifies with to a file (never to the terminal):
+    the whsec_ secret, or the whpk_ public key of an Ed25519 endpoint."""
+    key = _run(*_location(ctx), lambda o: o.verification_key(endpoint_id))
+    _write_secret(secret_file, key)
+    typer.echo(f"verification key of {endpoint_id} written to {secret_file}")
 
 
 @endpoints_app.command("rotate")
@@ -286,14 +293,19 @@ def endpoints_rotate(
     endpoint_id: str,
     overlap: Annotated[float, typer.Option(help="Seconds both secrets sign.")] = 86_400.0,
     secret_file: Annotated[
-        Path | None, typer.Option(help="Write the new secret here (mode 0600).")
+        Path | None, typer.Option(help="Write the new verification key here (mode 0600).")
     ] = None,
 ) -> None:
     """Rotate an endpoint's signing secret; the old one keeps signing during the overlap."""
-    secret = _run(*_location(ctx), lambda o: o.rotate_secret(endpoint_id, overlap=overlap))
+
+    async def rotate(outbox: Outbox) -> str:
+        await outbox.rotate_secret(endpoint_id, overlap=overlap)
+        return await outbox.verification_key(endpoint_id)
+
+    key = _run(*_location(ctx), rotate)
     if secret_file is not None:
-        _write_secret(secret_file, secret)
-        typer.echo(f"new signing secret of {endpoint_id} written to {secret_file}")
+        _write_secret(secret_file, key)
+        typer.echo(f"new verification key of {endpoint_id} written to {secret_file}")
     typer.echo(f"rotated; the previous secret signs for another {overlap:g} s")
 
 

@@ -11,6 +11,7 @@ inspect and replay deliveries. Workers (`Outbox.worker()`) do the sending.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import math
@@ -28,7 +29,13 @@ from tether._errors import ConfigError
 from tether._flow import RateLimit
 from tether.stores._outbox_postgres import PostgresOutboxStore
 from tether.stores._outbox_sqlite import SQLiteOutboxStore
-from tether.webhooks._keys import generate_secret, standard_key
+from tether.webhooks._keys import (
+    PUBLIC_KEY_PREFIX,
+    SigningKey,
+    generate_keypair,
+    generate_secret,
+    standard_key,
+)
 from tether.webhooks._outbox_egress import EgressPolicy, check_endpoint_url
 from tether.webhooks._outbox_model import (
     DeliveryAttempt,
@@ -134,10 +141,22 @@ def _secret(value: str | None) -> str:
     if value is None:
         return generate_secret()
     given: object = value  # checked at run time too: configuration files carry any type
-    if not isinstance(given, str) or not value.startswith("whsec_"):
-        raise ConfigError("an endpoint secret is a 'whsec_' + base64 string (generate_secret())")
-    standard_key(value, 0)  # raises ConfigError for bad base64
+    if not isinstance(given, str) or not value.startswith(("whsec_", "whsk_")):
+        raise ConfigError(
+            "an endpoint secret is a 'whsec_' secret (generate_secret()) or a 'whsk_' Ed25519 "
+            "secret key (generate_keypair().secret_key)"
+        )
+    standard_key(value, 0)  # raises ConfigError for bad base64 or a bad key
     return value
+
+
+def _verification_key(secret: str) -> str:
+    """What a receiver verifies with: the secret itself, or a whsk_ key's whpk_ half."""
+    key = standard_key(secret, 0)
+    if isinstance(key, SigningKey):
+        public = key.public().key.public_bytes_raw()
+        return PUBLIC_KEY_PREFIX + base64.b64encode(public).decode("ascii")
+    return secret
 
 
 def _timeout(value: object, policy: OutboxPolicy) -> float:
@@ -336,8 +355,10 @@ class Outbox:
         """Register a receiver; messages enqueued from now on that match `event_types` (all,
         when empty; "invoice.*" matches a prefix) are delivered to it.
 
-        `secret` defaults to a new random `whsec_` secret: read it from the returned
-        endpoint's `secrets` (or `secret()`) and hand it to the receiver.
+        `secret` defaults to a new random `whsec_` secret (Standard Webhooks `v1`, HMAC): read
+        it with `secret()` and hand it to the receiver. A `whsk_` Ed25519 key
+        (`generate_keypair().secret_key`) signs `v1a` instead; the receiver then needs only
+        the public key, `verification_key()`.
 
         Raises:
             ConfigError: a bad URL or option, or an id already in use.
@@ -434,7 +455,8 @@ class Outbox:
         """Give the endpoint a new signing secret; returns it.
 
         For `overlap` seconds every attempt is signed with both the old and the new secret,
-        so the receiver can switch at any time within it.
+        so the receiver can switch at any time within it. The new secret is of the same kind
+        as the current one (`whsec_` or `whsk_`) unless `secret` is given.
 
         Raises:
             ConfigError: no such endpoint, or a bad secret or overlap.
@@ -444,6 +466,9 @@ class Outbox:
             raise ConfigError("overlap must be a number of seconds >= 0")
         current = await self.endpoint(endpoint_id)
         now = self.clock.time()
+        if secret is None and any(s.value.startswith("whsk_") for s in current.secrets):
+            # An endpoint signed with Ed25519 stays on Ed25519.
+            secret = generate_keypair().secret_key
         new = _secret(secret)
         ends = now + overlap
         kept = tuple(
@@ -460,12 +485,17 @@ class Outbox:
         return new
 
     async def secret(self, endpoint_id: str) -> str:
-        """The endpoint's current signing secret, to configure its receiver with."""
+        """The endpoint's current signing secret (a `whsec_` secret or `whsk_` key)."""
         current = await self.endpoint(endpoint_id)
         for item in current.secrets:
             if item.expires_at is None:
                 return item.value
         raise ConfigError(f"endpoint {endpoint_id!r} has no current secret; rotate one in")
+
+    async def verification_key(self, endpoint_id: str) -> str:
+        """What the endpoint's receiver verifies with: the `whsec_` secret itself, or the
+        `whpk_` public key of a `whsk_` signing key (which then never leaves the sender)."""
+        return _verification_key(await self.secret(endpoint_id))
 
     async def disable_endpoint(self, endpoint_id: str, *, reason: str = "disabled by hand") -> None:
         """Stop delivering to the endpoint; its pending deliveries become SKIPPED.
