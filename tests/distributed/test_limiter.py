@@ -18,7 +18,9 @@ def limiter(url: str, prefix: str, *limits: str, **options: object) -> RedisRate
     return RedisRateLimiter(*(limits or ("10/s",)), redis=url, prefix=prefix, **options)  # type: ignore[arg-type]
 
 
-async def test_waits_are_spaced_at_the_rate(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_waits_are_spaced_at_the_rate(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """Back-to-back acquires are spaced one emission interval apart, the first going at once."""
     lim = limiter(redis_url, prefix, "10/s")
     clock = FakeClock()
@@ -29,7 +31,9 @@ async def test_waits_are_spaced_at_the_rate(redis_url: str, prefix: str, client:
     await lim.aclose()
 
 
-async def test_two_processes_share_one_bucket(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_two_processes_share_one_bucket(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """Two limiter objects with the same name queue in one bucket, as two processes would."""
     first = limiter(redis_url, prefix, "10/s", name="api")
     second = limiter(redis_url, prefix, "10/s", name="api")
@@ -42,7 +46,9 @@ async def test_two_processes_share_one_bucket(redis_url: str, prefix: str, clien
         await item.aclose()
 
 
-async def test_host_scope_stays_per_host(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_host_scope_stays_per_host(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """A per-host limit keeps one bucket per host in Redis: hosts never share (issue #147)."""
     lim = limiter(redis_url, prefix, "10/s", scope="host")
     clock = FakeClock()
@@ -51,14 +57,17 @@ async def test_host_scope_stays_per_host(redis_url: str, prefix: str, client: ai
     assert await lim.acquire("https://a.example", clock=clock) > 0.05
     key_a, key_b = lim.redis_key("https://a.example"), lim.redis_key("https://b.example")
     assert key_a != key_b
-    assert key_a.startswith("{") and key_a.endswith("}")  # one hash tag: one cluster slot
+    assert key_a.startswith("{")
+    assert key_a.endswith("}")
     assert "a.example" not in key_a
     assert await client.exists(key_a, key_b) == 2
     assert 0 < await client.pttl(key_a) <= 2000  # buckets at rest expire
     await lim.aclose()
 
 
-async def test_refused_wait_commits_nothing(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_refused_wait_commits_nothing(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """A wait beyond max_wait or the deadline raises and leaves the queue as it was."""
     lim = limiter(redis_url, prefix, "1/s", max_wait=0.5)
     clock = FakeClock()
@@ -74,12 +83,17 @@ async def test_refused_wait_commits_nothing(redis_url: str, prefix: str, client:
     await unbounded.aclose()
 
 
-async def test_several_limits_and_weighted_costs(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_several_limits_and_weighted_costs(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """Several limits are charged together; a tuple cost weighs each limit separately."""
     lim = limiter(redis_url, prefix, "100/s", max_wait=None)
     lim2 = RedisRateLimiter(
-        tether.RateLimit(rate=10, per=1), tether.RateLimit(rate=1000, per=1, burst=1000),
-        redis=redis_url, prefix=prefix, max_wait=None,
+        tether.RateLimit(rate=10, per=1),
+        tether.RateLimit(rate=1000, per=1, burst=1000),
+        redis=redis_url,
+        prefix=prefix,
+        max_wait=None,
     )
     clock = FakeClock()
     assert await lim2.acquire("", (1, 1000), clock=clock) == 0.0
@@ -135,7 +149,9 @@ async def test_local_fallback_paces_at_the_share() -> None:
     await lim.aclose()
 
 
-async def test_recovers_when_redis_returns(redis_url: str, prefix: str, client: aioredis.Redis) -> None:
+async def test_recovers_when_redis_returns(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
     """After an outage the limiter tries Redis again within a second and goes back to it."""
     lim = limiter(redis_url, prefix, "10/s", local_share=0.5, max_wait=None)
     script = lim._scripts[0]
@@ -143,7 +159,7 @@ async def test_recovers_when_redis_returns(redis_url: str, prefix: str, client: 
     async def broken(**_: object) -> object:
         raise ConnectionError("down")
 
-    lim._scripts = (broken, lim._scripts[1])  # type: ignore[assignment]
+    lim._scripts = (broken, lim._scripts[1])
     clock = FakeClock()
     assert await lim.acquire("", clock=clock) == 0.0
     assert lim.degraded
@@ -161,7 +177,8 @@ def test_accepted_as_a_client_rate_limit() -> None:
     lim = RedisRateLimiter("5/s", redis="redis://127.0.0.1:6379/0", scope="host", paths="/x*")
     assert rate_limiters(lim) == (lim,)
     assert rate_limiters([lim, "1/s"])[1] is lim
-    assert lim.applies("/x1") and not lim.applies("/y")
+    assert lim.applies("/x1")
+    assert not lim.applies("/y")
     clock = FakeClock()
     # The synchronous interface paces locally at the share until the pipeline awaits acquire.
     assert lim.wait("h", clock.monotonic(), 1.0) == 0.0

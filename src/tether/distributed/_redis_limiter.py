@@ -9,6 +9,8 @@ same FIFO queueing, the same multi-limit atomicity.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Literal, TypeAlias
@@ -33,7 +35,8 @@ __all__ = ["OnRedisError", "RedisRateLimiter"]
 OnRedisError: TypeAlias = Literal["fail_open", "fail_closed", "local"]
 
 # KEYS[1]: a hash of TATs, field i for limit i. ARGV: n, max_wait (-1: none), then per limit
-# step, capacity, start_full (1/0). Returns {1, wait} when committed, {0, wait} when refused.
+# step, capacity, start_full (1/0), then a handover in seconds (see below). Returns
+# {1, wait, now} when committed, {0, wait, now} when refused, `now` being the server's clock.
 # Times are formatted with %.6f: Lua's default number format keeps 14 digits, which at
 # today's epoch is only a tenth of a millisecond.
 _ACQUIRE = """
@@ -44,6 +47,16 @@ local max_wait = tonumber(ARGV[2])
 local fields = {}
 for i = 1, n do fields[i] = tostring(i) end
 local tats = redis.call('HMGET', KEYS[1], unpack(fields))
+-- This process's local fallback still has callers queued for `handover` seconds: no shared
+-- slot goes out before they are through (their traffic would come on top of it).
+local handover = tonumber(ARGV[3 * n + 3])
+if handover > 0 then
+  local floor = now + handover
+  for i = 1, n do
+    local tat = tats[i] and tonumber(tats[i]) or now
+    tats[i] = string.format('%.6f', tat > floor and tat or floor)
+  end
+end
 local departure = now
 for i = 1, n do
   local tat = tats[i]
@@ -56,7 +69,7 @@ for i = 1, n do
 end
 local wait = departure - now
 if max_wait >= 0 and wait > max_wait then
-  return {0, string.format('%.6f', wait)}
+  return {0, string.format('%.6f', wait), string.format('%.6f', now)}
 end
 local latest = now
 local update = {}
@@ -80,7 +93,7 @@ end
 redis.call('HSET', KEYS[1], unpack(update))
 -- Once every TAT has passed the bucket is back at rest; keep it a second longer than that.
 redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now) * 1000) + 1000)
-return {1, string.format('%.6f', wait)}
+return {1, string.format('%.6f', wait), string.format('%.6f', now)}
 """
 
 # Gives back reserved capacity; a bucket never ends up fuller than at rest (TAT >= now).
@@ -99,8 +112,14 @@ end
 return 1
 """
 
+#: How fast a clock-offset sample loses its worth: 10 ms of round trip per second of age.
+_SAMPLE_AGING = 0.01
+
+#: The longest round trip whose clock sample is trusted (its error is half of it).
+_GOOD_SAMPLE = 0.005
+
 #: While Redis is down, how often one acquire tries it again (the others stay local).
-_PROBE_EVERY = 1.0
+_PROBE_EVERY = 0.25
 
 
 def _scaled(limit: Limit, share: float) -> RateLimit:
@@ -130,17 +149,24 @@ class RedisRateLimiter(RateLimiter):
         local_share: The part of the quota one process may use under "local"; set it to one
             over the number of processes that share the quota.
         prefix: First part of every key name.
+        late_after: A caller of `wait_turn` that wakes up later than this after its slot
+            takes a new one rather than send in a burst behind the callers it fell behind.
     """
 
     __slots__ = (
         "_client",
+        "_depth",
         "_fallback",
+        "_handover",
+        "_horizon",
         "_keys",
+        "_offset",
         "_own_client",
         "_probe_at",
         "_scripts",
         "_throttled",
         "_wire",
+        "late_after",
         "local_share",
         "name",
         "on_redis_error",
@@ -158,6 +184,7 @@ class RedisRateLimiter(RateLimiter):
         on_redis_error: OnRedisError = "local",
         local_share: float = 0.25,
         prefix: str = "tether",
+        late_after: float = 0.025,
     ) -> None:
         if not limits:
             raise ConfigError("a RedisRateLimiter needs at least one limit")
@@ -171,6 +198,10 @@ class RedisRateLimiter(RateLimiter):
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
             raise ConfigError(f"local_share must be a number in (0, 1], got {local_share!r}")
         self.on_redis_error = on_redis_error
+        late: object = late_after
+        if isinstance(late, bool) or not isinstance(late, int | float) or not late > 0:
+            raise ConfigError(f"late_after must be a number of seconds > 0, got {late_after!r}")
+        self.late_after = float(late_after)
         self.local_share = float(local_share)
         if name is None:
             name = digest(f"{self.limits!r}|{self.paths!r}")[:12]
@@ -190,6 +221,21 @@ class RedisRateLimiter(RateLimiter):
             max_wait=max_wait,
         )
         self._probe_at = 0.0  # monotonic time before which Redis is not tried again
+        #: Per scope key, the latest departure handed out in the current mode (monotonic).
+        #: When the limiter switches between Redis and its local fallback, the callers already
+        #: queued under the old mode still go at their times, so the new mode's bucket is
+        #: charged with them; otherwise both queues would send at once, doubling the rate for
+        #: as long as the queue is deep.
+        self._horizon: dict[str, float] = {}
+        #: Per scope key, how deep the shared queue was at the last answer from Redis. A
+        #: process that finds Redis gone some time after its last answer assumes the queue
+        #: kept that depth (the other processes went on reserving meanwhile), rather than
+        #: starting its local bucket where its own, older reservations end.
+        self._depth: dict[str, float] = {}
+        #: Per scope key, seconds of local queue to hand over to Redis after an outage.
+        self._handover: dict[str, float] = {}
+        #: (Redis clock minus our monotonic clock, the round trip it was measured with, when).
+        self._offset = (0.0, math.inf, 0.0)
         self._throttled = Throttled()
 
     def redis_key(self, key: str) -> str:
@@ -245,22 +291,126 @@ class RedisRateLimiter(RateLimiter):
         args: list[float | int | str] = [len(steps), -1 if math.isinf(limit) else limit]
         for step, item in zip(steps, self._limits, strict=True):
             args += [repr(step), repr(item.burst * item.interval), int(item.start_full)]
+        probing = self._probe_at > 0.0
+        handover = self._handover.pop(key, 0.0)
+        if probing:
+            handover = max(handover, self._queued(key, now))
+        args.append(repr(handover))
         try:
-            committed, wait_text = await self._scripts[0](keys=[self.redis_key(key)], args=args)
+            committed, wait_text, redis_now = await self._scripts[0](
+                keys=[self.redis_key(key)], args=args
+            )
         except REDIS_ERRORS as error:
+            if handover and not probing:
+                self._handover[key] = handover
+            if not probing:
+                self._enter_local(now)
+                await self._drop_connections()
             self._probe_at = clock.monotonic() + _PROBE_EVERY
             return self._degraded(key, cost, now, limit, error)
-        if self._probe_at:
-            self._probe_at = 0.0
+        if probing:
+            self._leave_local(now, key)
             self._throttled.warning("rate limiter %s: Redis %s is back", self.name, self.target)
-        wait = float(wait_text)
+        wait = self._local_wait(now, clock.monotonic(), float(redis_now), float(wait_text))
+        now = clock.monotonic()
         if not committed:
             raise RateLimitWaitTooLong(
                 f"the shared rate limit {self.name!r} would hold this request {wait:.1f} s, "
                 "more than max_wait or the call's deadline allows",
                 wait=wait,
             )
+        self._track(key, now + wait)
+        if len(self._depth) >= 4096:
+            self._depth.clear()
+        self._depth[key] = wait
         return wait
+
+    async def _drop_connections(self) -> None:
+        # Pooled connections to a Redis that went away are all dead; left in the pool, each
+        # would fail one probe after Redis returns, and recovery would take one probe
+        # interval per pooled connection.
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pool.disconnect()
+
+    def _queued(self, key: str, now: float) -> float:
+        """Seconds until the last caller queued in the current mode departs."""
+        return max(0.0, self._horizon.get(key, 0.0) - now)
+
+    def _track(self, key: str, departure: float) -> None:
+        if departure > self._horizon.get(key, 0.0):
+            if len(self._horizon) >= 4096:
+                self._horizon.clear()
+            self._horizon[key] = departure
+
+    def _enter_local(self, now: float) -> None:
+        """Start each local bucket where this process's Redis queue ends.
+
+        Everyone's Redis reservations interleave up to about the same time, so the end of
+        ours is where the shared queue ends: local slots begin there.
+        """
+        if self.on_redis_error == "local":
+            for key in {*self._horizon, *self._depth}:
+                queued = max(self._queued(key, now), self._depth.get(key, 0.0))
+                gcra = self._fallback.bucket(key).gcra
+                if queued > 0 and gcra is not None:
+                    gcra.charge(now, tuple(queued / lim.interval for lim in gcra.limits))
+        self._horizon.clear()
+        self._depth.clear()
+
+    def _leave_local(self, now: float, probed: str) -> None:
+        for key in list(self._horizon):
+            queued = self._queued(key, now)
+            if key != probed and queued > 0:
+                self._handover[key] = queued
+        self._horizon.clear()
+        self._probe_at = 0.0
+
+    async def wait_turn(
+        self, key: str, cost: Cost = 1.0, *, deadline: float | None = None, clock: Clock
+    ) -> None:
+        """Acquire a slot and sleep until it comes; return when the request may be sent.
+
+        A caller that wakes up late (its process was busy or descheduled) has lost its slot:
+        sending anyway would put it right behind the callers whose slots came after, and a
+        stall of a few hundred milliseconds would release a burst that a strict server window
+        refuses. Such a caller takes a new slot instead; the missed one stays spent, which
+        errs on the safe side. A cancelled wait gives its slot back.
+        """
+        while True:
+            wait = await self.acquire(key, cost, deadline=deadline, clock=clock)
+            departure = clock.monotonic() + wait
+            if wait <= 0:
+                return
+            try:
+                await clock.sleep(wait)
+            except BaseException:
+                await asyncio.shield(self.arefund(key, cost, clock=clock))
+                raise
+            if clock.monotonic() - departure <= self.late_after:
+                return
+
+    def _local_wait(self, sent: float, received: float, redis_now: float, wait: float) -> float:
+        """The wait, counted on this process's clock from the moment the script ran.
+
+        Counting it from when the answer arrived would shift each departure by that call's
+        delay (a new connection, Redis busy with other scripts), and shifts that vary bunch
+        requests together. The offset between Redis's clock and ours comes from the call
+        with the shortest round trip seen lately (as NTP picks its samples), so it is
+        accurate to half that round trip; a stored sample ages, so drift is followed. Until
+        a sample is good enough, the wait counts from the answer, which is late, never early.
+        """
+        rtt = received - sent
+        offset, best, at = self._offset
+        if rtt <= best + (received - at) * _SAMPLE_AGING:
+            offset, best = redis_now - (sent + received) / 2, rtt
+            self._offset = (offset, rtt, received)
+        if best > _GOOD_SAMPLE:
+            return wait
+        # The script ran between `sent` and `received`, so its departure lies in that span.
+        departure = min(max(redis_now + wait - offset, sent + wait), received + wait)
+        return departure - received if departure > received else 0.0
 
     def _degraded(
         self, key: str, cost: Cost, now: float, limit: float, error: BaseException | None
@@ -289,6 +439,7 @@ class RedisRateLimiter(RateLimiter):
                 wait=wait,
             )
         fallback.reserve(key, now + wait, cost)
+        self._track(key, now + wait)
         return wait
 
     async def arefund(self, key: str, cost: Cost = 1.0, *, clock: Clock) -> None:
