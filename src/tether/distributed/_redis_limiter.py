@@ -164,6 +164,7 @@ class RedisRateLimiter(RateLimiter):
         "_own_client",
         "_probe_at",
         "_scripts",
+        "_shapes",
         "_throttled",
         "_wire",
         "late_after",
@@ -212,6 +213,8 @@ class RedisRateLimiter(RateLimiter):
             self._client.register_script(_REFUND),
         )
         self._keys: dict[str, str] = {}
+        #: Script arguments per cost (validated once): the hot path only formats the time.
+        self._shapes: dict[Cost, list[float | int | str]] = {0.0: []}
         head = f"{key_prefix(prefix)}:rl:{name}:{scope}"
         self._wire = head
         self._fallback = RateLimiter(
@@ -279,18 +282,26 @@ class RedisRateLimiter(RateLimiter):
         time on `clock.monotonic()`); otherwise nothing is reserved and
         `RateLimitWaitTooLong` is raised.
         """
-        steps = self._steps(cost)
-        if steps is None:
+        shape = self._shapes.get(cost)
+        if shape is not None and not shape:
             return 0.0
+        if shape is None:
+            steps = self._steps(cost)
+            if steps is None:
+                return 0.0
+            shape = []
+            for step, item in zip(steps, self._limits, strict=True):
+                shape += [repr(step), repr(item.burst * item.interval), int(item.start_full)]
+            if len(self._shapes) < 64:  # costs repeat; LLM token counts may not
+                self._shapes[cost] = shape
         now = clock.monotonic()
         limit = math.inf if self.max_wait is None else self.max_wait
         if deadline is not None:
             limit = min(limit, max(0.0, deadline - now))
         if self._probe_at and now < self._probe_at:
             return self._degraded(key, cost, now, limit, None)
-        args: list[float | int | str] = [len(steps), -1 if math.isinf(limit) else limit]
-        for step, item in zip(steps, self._limits, strict=True):
-            args += [repr(step), repr(item.burst * item.interval), int(item.start_full)]
+        args: list[float | int | str] = [len(self._limits), -1 if math.isinf(limit) else limit]
+        args += shape
         probing = self._probe_at > 0.0
         handover = self._handover.pop(key, 0.0)
         if probing:
