@@ -6,6 +6,14 @@ never becomes an unlimited one unless asked).
 """
 
 from tether.distributed._common import SharedStateUnavailable
+from tether.distributed._redis_advice import RedisAdviceStore
 from tether.distributed._redis_limiter import OnRedisError, RedisRateLimiter
+from tether.distributed._redis_tokens import RedisTokenStore
 
-__all__ = ["OnRedisError", "RedisRateLimiter", "SharedStateUnavailable"]
+__all__ = [
+    "OnRedisError",
+    "RedisAdviceStore",
+    "RedisRateLimiter",
+    "RedisTokenStore",
+    "SharedStateUnavailable",
+]
