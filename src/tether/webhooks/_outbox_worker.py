@@ -55,9 +55,11 @@ logger = logging.getLogger("tether.webhooks.outbox")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_ERROR = 1000
-# One attempt, and a server's pause is reported at once instead of waited out inside the
-# client: the outbox reschedules the delivery and the worker's slot stays free.
-_ONE_ATTEMPT = Retry(attempts=1, max_retry_after=0.0, budget=None)
+# One attempt, and no status is the client's to judge: the outbox schedule decides what comes
+# next (the client would otherwise log "not retried" for a delivery that will be). A pause a
+# server asks for through `x-should-retry` is reported at once instead of waited out inside
+# the client, so the worker's slot stays free.
+_ONE_ATTEMPT = Retry(attempts=1, max_retry_after=0.0, statuses=frozenset(), budget=None)
 _RESERVED = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"})
 
 
