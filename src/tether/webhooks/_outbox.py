@@ -65,7 +65,6 @@ class _Keep(enum.Enum):
 
 
 _KEEP = _Keep.token
-_MAX_KEY = 255
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
