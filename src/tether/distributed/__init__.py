@@ -7,10 +7,13 @@ never becomes an unlimited one unless asked).
 
 from tether.distributed._common import SharedStateUnavailable
 from tether.distributed._redis_advice import RedisAdviceStore
+from tether.distributed._redis_breaker import BreakerGossip, GossipView
 from tether.distributed._redis_limiter import OnRedisError, RedisRateLimiter
 from tether.distributed._redis_tokens import RedisTokenStore
 
 __all__ = [
+    "BreakerGossip",
+    "GossipView",
     "OnRedisError",
     "RedisAdviceStore",
     "RedisRateLimiter",
