@@ -6,7 +6,8 @@
     store = stores.PostgresInboxStore("postgresql://app@127.0.0.1/app")
     store = stores.open_inbox_store("postgresql://...")               # from a URL or a path
 
-Every backend implements the same protocol (`InboxStore`) and passes the same conformance tests.
+The outbox has the same two backends (`SQLiteOutboxStore`, `PostgresOutboxStore`). Every
+backend of a concern implements one protocol and passes the same conformance tests.
 """
 
 from tether.stores._inbox import (
@@ -21,6 +22,8 @@ from tether.stores._inbox import (
 from tether.stores._inbox_postgres import PostgresInboxStore
 from tether.stores._inbox_sqlite import SQLiteInboxStore
 from tether.stores._open import open_inbox_store
+from tether.stores._outbox_postgres import PostgresOutboxStore
+from tether.stores._outbox_sqlite import SQLiteOutboxStore
 
 __all__ = [
     "EventStatus",
@@ -29,7 +32,9 @@ __all__ = [
     "Lease",
     "NewEvent",
     "PostgresInboxStore",
+    "PostgresOutboxStore",
     "SQLiteInboxStore",
+    "SQLiteOutboxStore",
     "StoreError",
     "StoreStats",
     "open_inbox_store",
