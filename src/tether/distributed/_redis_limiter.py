@@ -35,8 +35,9 @@ __all__ = ["OnRedisError", "RedisRateLimiter"]
 OnRedisError: TypeAlias = Literal["fail_open", "fail_closed", "local"]
 
 # KEYS[1]: a hash of TATs, field i for limit i. ARGV: n, max_wait (-1: none), then per limit
-# step, capacity, start_full (1/0), then a handover in seconds (see below). Returns
-# {1, wait, now} when committed, {0, wait, now} when refused, `now` being the server's clock.
+# step, capacity, start_full (1/0), then a handover in seconds (see below). Returns one
+# string, "1 <wait> <now>" when committed and "0 <wait> <now>" when refused, `now` being the
+# server's clock (one string: a reply array costs the client a parse per element).
 # Times are formatted with %.6f: Lua's default number format keeps 14 digits, which at
 # today's epoch is only a tenth of a millisecond.
 _ACQUIRE = """
@@ -69,7 +70,7 @@ for i = 1, n do
 end
 local wait = departure - now
 if max_wait >= 0 and wait > max_wait then
-  return {0, string.format('%.6f', wait), string.format('%.6f', now)}
+  return string.format('0 %.6f %.6f', wait, now)
 end
 local latest = now
 local update = {}
@@ -93,7 +94,7 @@ end
 redis.call('HSET', KEYS[1], unpack(update))
 -- Once every TAT has passed the bucket is back at rest; keep it a second longer than that.
 redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now) * 1000) + 1000)
-return {1, string.format('%.6f', wait), string.format('%.6f', now)}
+return string.format('1 %.6f %.6f', wait, now)
 """
 
 # Gives back reserved capacity; a bucket never ends up fuller than at rest (TAT >= now).
@@ -308,9 +309,7 @@ class RedisRateLimiter(RateLimiter):
             handover = max(handover, self._queued(key, now))
         args.append(repr(handover))
         try:
-            committed, wait_text, redis_now = await self._scripts[0](
-                keys=[self.redis_key(key)], args=args
-            )
+            reply = await self._scripts[0](keys=[self.redis_key(key)], args=args)
         except REDIS_ERRORS as error:
             if handover and not probing:
                 self._handover[key] = handover
@@ -322,9 +321,10 @@ class RedisRateLimiter(RateLimiter):
         if probing:
             self._leave_local(now, key)
             self._throttled.warning("rate limiter %s: Redis %s is back", self.name, self.target)
+        committed, wait_text, redis_now = reply.split()
         wait = self._local_wait(now, clock.monotonic(), float(redis_now), float(wait_text))
         now = clock.monotonic()
-        if not committed:
+        if committed not in (b"1", "1"):  # bytes, or str from a decoding client
             raise RateLimitWaitTooLong(
                 f"the shared rate limit {self.name!r} would hold this request {wait:.1f} s, "
                 "more than max_wait or the call's deadline allows",
