@@ -7,4 +7,13 @@ from tether.cache._base import CacheBackend, StoredResponse
 from tether.cache._memory import MemoryCache
 from tether.cache._sqlite import SQLiteCache
 
-__all__ = ["CacheBackend", "MemoryCache", "SQLiteCache", "StoredResponse"]
+__all__ = ["CacheBackend", "MemoryCache", "RedisCache", "SQLiteCache", "StoredResponse"]
+
+
+def __getattr__(name: str) -> object:
+    # redis is an optional extra: RedisCache is imported only when asked for.
+    if name == "RedisCache":
+        from tether.cache._redis import RedisCache  # noqa: PLC0415
+
+        return RedisCache
+    raise AttributeError(f"module 'tether.cache' has no attribute {name!r}")

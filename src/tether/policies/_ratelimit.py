@@ -36,12 +36,15 @@ class RateLimitPolicy:
     time, so no limiter is spent while another still holds the request back.
     """
 
-    __slots__ = ("_clock", "_credential_key", "_limiters", "_split")
+    __slots__ = ("_clock", "_credential_key", "_limiters", "_shared", "_split")
 
     def __init__(
         self, limiters: Sequence[RateLimiter], *, clock: Clock, credential_key: str
     ) -> None:
-        self._limiters = tuple(limiters)
+        # Limiters whose state lives elsewhere (RedisRateLimiter) are awaited through
+        # `wait_turn`; the others are decided here without I/O.
+        self._shared = tuple(x for x in limiters if hasattr(x, "wait_turn"))
+        self._limiters = tuple(x for x in limiters if not hasattr(x, "wait_turn"))
         self._clock = clock
         self._credential_key = credential_key
         self._split: dict[str, tuple[str, str]] = {}
@@ -66,6 +69,14 @@ class RateLimitPolicy:
         clock = self._clock
         cost: Cost = request.extensions.get(COST_EXTENSION, 1.0)
         origin, path = self._locate(request.url)
+        shared: list[tuple[RateLimiter, str]] = []
+        for limiter in self._shared:
+            # Awaited first: their wait is spent here, so the local limiters below are charged
+            # at the real departure time.
+            if limiter.applies(path):
+                key = self._key(limiter, origin)
+                await limiter.wait_turn(key, cost, deadline=request.deadline, clock=clock)
+                shared.append((limiter, key))
         now = clock.monotonic()
         held: list[tuple[RateLimiter, str]] = []
         wait = 0.0
@@ -79,7 +90,13 @@ class RateLimitPolicy:
             if limiter.max_wait is not None:
                 max_wait = limiter.max_wait if max_wait is None else min(max_wait, limiter.max_wait)
         if not held:
-            return await next_(request)
+            if not shared:
+                return await next_(request)
+            try:
+                return await next_(request)
+            except (CircuitOpenError, BulkheadFull):
+                await self._refund_shared(shared, cost)
+                raise
         deadline = request.deadline
         if max_wait is not None and wait > max_wait:
             raise RateLimitWaitTooLong(
@@ -110,10 +127,15 @@ class RateLimitPolicy:
             # Refused locally, nothing was sent: the slot goes back to the next request.
             for limiter, key in held:
                 limiter.refund(key, clock.monotonic(), cost)
+            await self._refund_shared(shared, cost)
             raise
         if any(limiter.adaptive for limiter, _ in held):
             self._observe(held, response)
         return response
+
+    async def _refund_shared(self, shared: list[tuple[RateLimiter, str]], cost: Cost) -> None:
+        for limiter, key in shared:
+            await limiter.arefund(key, cost, clock=self._clock)  # type: ignore[attr-defined]
 
     def _observe(self, held: list[tuple[RateLimiter, str]], response: Response) -> None:
         clock = self._clock
