@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -174,12 +175,15 @@ def sync_httpx(url: str, total: int) -> float:
         return sync_loop(call, total)
 
 
-def table(title: str, rows: dict[str, float], reference: str) -> None:
+def table(
+    title: str, rows: dict[str, float], reference: str, paired: dict[str, float] | None = None
+) -> None:
     print(f"\n{title}")
-    print(f"{'contender':<50}{'req/s':>10}{'vs ' + reference:>22}")
+    print(f"{'contender':<50}{'req/s':>10}{'vs ' + reference:>22}{'paired':>9}")
     base = rows[reference]
     for name, rate in rows.items():
-        print(f"{name:<50}{rate:>10.0f}{rate / base:>21.2f}x")
+        column = f"{paired[name]:>8.2f}x" if paired else ""
+        print(f"{name:<50}{rate:>10.0f}{rate / base:>21.2f}x{column}")
 
 
 def main() -> None:
@@ -187,7 +191,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--sync-requests", type=int, default=3_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -207,27 +211,45 @@ def main() -> None:
             "httpx + tenacity + aiolimiter": httpx_tenacity_aiolimiter,
             "httpx2": raw_httpx2,
         }
-        best: dict[str, float] = dict.fromkeys(contenders, 0.0)
-        for _ in range(args.rounds):
-            for name, run in contenders.items():
-                best[name] = max(best[name], asyncio.run(run(url, args.requests, args.concurrency)))
+        rounds: list[dict[str, float]] = []
+        order = list(contenders.items())
+        for index in range(args.rounds):
+            # Each round starts with a different contender, so none always runs first.
+            shift = index % len(order)
+            rounds.append(
+                {
+                    name: asyncio.run(run(url, args.requests, args.concurrency))
+                    for name, run in order[shift:] + order[:shift]
+                }
+            )
+        best = {name: max(r[name] for r in rounds) for name in contenders}
         print(
-            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, best of {args.rounds} rounds"
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.rounds} rounds; "
+            "req/s is the best round, 'paired' the median of each round's own ratio"
         )
         table(
             f"async: {args.requests} GETs, {args.concurrency} concurrent",
             best,
             "raw aiohttp",
+            paired={
+                name: statistics.median(r[name] / r["raw aiohttp"] for r in rounds)
+                for name in contenders
+            },
         )
-        tether_rate = best["tether.Client (retry + deadline + logging)"]
+        for label, name, goal in (
+            ("tether", "tether.Client (retry + deadline + logging)", 0.90),
+            ("tether with every policy", "tether.Client (+ rate limit, breaker, bulkhead)", 0.85),
+        ):
+            paired = statistics.median(r[name] / r["raw aiohttp"] for r in rounds)
+            print(
+                f"{label} / raw aiohttp: best {best[name] / best['raw aiohttp']:.2f}, "
+                f"paired median {paired:.2f} (goal >= {goal:.2f})"
+            )
+        stack = best["httpx + tenacity + aiolimiter"]
         print(
-            f"tether / raw aiohttp = {tether_rate / best['raw aiohttp']:.2f} (goal >= 0.90); "
-            f"tether / httpx+tenacity+aiolimiter = "
-            f"{tether_rate / best['httpx + tenacity + aiolimiter']:.2f} (goal >= 5)"
+            "tether / httpx+tenacity+aiolimiter = "
+            f"{best['tether.Client (retry + deadline + logging)'] / stack:.2f} (goal >= 5)"
         )
-        everything = best["tether.Client (+ rate limit, breaker, bulkhead)"]
-        ratio = everything / best["raw aiohttp"]
-        print(f"tether with every policy / raw aiohttp = {ratio:.2f} (goal >= 0.85)")
         sync_contenders: dict[str, Callable[[str, int], float]] = {
             "tether.SyncClient": sync_tether,
             "requests": sync_requests,
