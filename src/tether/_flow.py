@@ -188,6 +188,14 @@ class RateLimiter:
                 wait = max(wait, bucket.policy_gcra.peek(now, _scalar(cost)))
         return wait
 
+    def try_reserve(self, key: str, now: float, cost: Cost, max_wait: float) -> float | None:
+        """Reserve in one step when nothing but the configured limits applies (not adaptive):
+        the wait, or None (and nothing reserved) when it would exceed `max_wait`."""
+        gcra = self.bucket(key).gcra
+        if gcra is None or self.adaptive:
+            raise ConfigError("try_reserve needs a limiter with configured limits, not adaptive")
+        return gcra.try_reserve(now, cost, max_wait=max_wait)
+
     def reserve(self, key: str, departure: float, cost: Cost) -> None:
         """Commit a slot at `departure` (a time at which `wait` is zero)."""
         bucket = self._buckets[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -36,7 +37,7 @@ class RateLimitPolicy:
     time, so no limiter is spent while another still holds the request back.
     """
 
-    __slots__ = ("_clock", "_credential_key", "_limiters", "_shared", "_split")
+    __slots__ = ("_clock", "_credential_key", "_limiters", "_shared", "_simple", "_split")
 
     def __init__(
         self, limiters: Sequence[RateLimiter], *, clock: Clock, credential_key: str
@@ -45,6 +46,9 @@ class RateLimitPolicy:
         # `wait_turn`; the others are decided here without I/O.
         self._shared = tuple(x for x in limiters if hasattr(x, "wait_turn"))
         self._limiters = tuple(x for x in limiters if not hasattr(x, "wait_turn"))
+        # The common case, one configured limiter that does not adapt, takes a one-step path.
+        only = self._limiters[0] if len(self._limiters) == 1 else None
+        self._simple = only if only is not None and not only.adaptive and only.limits else None
         self._clock = clock
         self._credential_key = credential_key
         self._split: dict[str, tuple[str, str]] = {}
@@ -78,6 +82,10 @@ class RateLimitPolicy:
                 await limiter.wait_turn(key, cost, deadline=request.deadline, clock=clock)
                 shared.append((limiter, key))
         now = clock.monotonic()
+        if self._simple is not None and not shared:
+            return await self._send_simple(
+                self._simple, request, next_, cost=cost, origin=origin, path=path, now=now
+            )
         held: list[tuple[RateLimiter, str]] = []
         wait = 0.0
         max_wait: float | None = None
@@ -132,6 +140,51 @@ class RateLimitPolicy:
         if any(limiter.adaptive for limiter, _ in held):
             self._observe(held, response)
         return response
+
+    async def _send_simple(
+        self,
+        limiter: RateLimiter,
+        request: Request,
+        next_: Send,
+        *,
+        cost: Cost,
+        origin: str,
+        path: str,
+        now: float,
+    ) -> Response:
+        """One configured, non-adaptive limiter: reserve in a single step (the common case)."""
+        if not limiter.applies(path):
+            return await next_(request)
+        key = self._key(limiter, origin)
+        deadline = request.deadline
+        allowed = math.inf if limiter.max_wait is None else limiter.max_wait
+        if deadline is not None:
+            allowed = min(allowed, deadline - now)
+        wait = limiter.try_reserve(key, now, cost, allowed)
+        if wait is None:
+            # Refused and nothing reserved: say how long it would have been, and why.
+            needed = limiter.wait(key, now, cost)
+            reason = (
+                f"more than max_wait={limiter.max_wait:g} s"
+                if limiter.max_wait is not None and needed > limiter.max_wait
+                else "past the call's deadline"
+            )
+            raise RateLimitWaitTooLong(
+                f"{request.method} {request.redacted_url()}: the rate limit would hold this "
+                f"request {needed:.1f} s, {reason}",
+                wait=needed,
+            )
+        if wait > 0:
+            try:
+                await self._clock.sleep(wait)
+            except asyncio.CancelledError:
+                limiter.refund(key, self._clock.monotonic(), cost)
+                raise
+        try:
+            return await next_(request)
+        except (CircuitOpenError, BulkheadFull):
+            limiter.refund(key, self._clock.monotonic(), cost)
+            raise
 
     async def _refund_shared(self, shared: list[tuple[RateLimiter, str]], cost: Cost) -> None:
         for limiter, key in shared:

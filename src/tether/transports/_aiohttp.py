@@ -96,7 +96,9 @@ class AiohttpTransport:
         cached = self._default_timeout
         if cached is not None and cached[0] == total and cached[1] == connect:
             return cached[2]
-        timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect)
+        # sock_connect bounds establishing a connection; `connect=` would also arm a timer
+        # around every pool checkout, a cost on each request for a wait `total` bounds anyway.
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect)
         if cached is None:
             self._default_timeout = (total, connect, timeout)
         return timeout
