@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from tether._errors import ConfigError, TetherError
 
 __all__ = [
+    "EVENT_COLUMNS",
     "EventStatus",
     "InboxEvent",
     "InboxStore",
@@ -27,6 +28,7 @@ __all__ = [
     "check_identifier",
     "decode_headers",
     "encode_headers",
+    "event_from_row",
 ]
 
 #: Longest event id kept verbatim; longer ids are the sender's bug, and the receiver hashes them.
@@ -284,3 +286,33 @@ def encode_handled(handled: Sequence[str]) -> str:
 def finished_statuses(statuses: Iterable[EventStatus]) -> tuple[str, ...]:
     """The statuses a purge may touch, as stored text; PENDING is dropped on purpose."""
     return tuple(dict.fromkeys(EventStatus(s).value for s in statuses if s != EventStatus.PENDING))
+
+
+#: The columns `event_from_row` reads, in order; both SQL stores select exactly these.
+EVENT_COLUMNS = (
+    "id, source, event_id, event_type, status, attempts, received_at, next_attempt_at, "
+    "completed_at, last_error, handled, headers, body, scheme, secret_index, signed_at, msg_id"
+)
+
+
+def event_from_row(row: Sequence[Any]) -> InboxEvent:
+    """An `InboxEvent` from a row of `EVENT_COLUMNS`, whichever database it came from."""
+    return InboxEvent(
+        id=int(row[0]),
+        source=row[1],
+        event_id=row[2],
+        event_type=row[3],
+        status=EventStatus(row[4]),
+        attempts=int(row[5]),
+        received_at=float(row[6]),
+        next_attempt_at=float(row[7]),
+        completed_at=None if row[8] is None else float(row[8]),
+        last_error=row[9],
+        handled=decode_handled(row[10]),
+        headers=decode_headers(row[11]),
+        body=bytes(row[12]),
+        scheme=row[13],
+        secret_index=row[14],
+        signed_at=row[15],
+        msg_id=row[16],
+    )

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tether._errors import ConfigError
+from tether.stores._inbox import EVENT_COLUMNS as _COLUMNS
 from tether.stores._inbox import (
     EventStatus,
     InboxEvent,
@@ -38,12 +39,11 @@ from tether.stores._inbox import (
     StoreError,
     StoreStats,
     check_identifier,
-    decode_handled,
-    decode_headers,
     encode_handled,
     encode_headers,
     finished_statuses,
 )
+from tether.stores._inbox import event_from_row as _event
 
 __all__ = ["SQLiteInboxStore"]
 
@@ -51,33 +51,6 @@ T = TypeVar("T")
 
 #: How many of the earliest pending events next_due() looks at.
 _DUE_WINDOW = 1000
-
-_COLUMNS = (
-    "id, source, event_id, event_type, status, attempts, received_at, next_attempt_at, "
-    "completed_at, last_error, handled, headers, body, scheme, secret_index, signed_at, msg_id"
-)
-
-
-def _event(row: Sequence[Any]) -> InboxEvent:
-    return InboxEvent(
-        id=int(row[0]),
-        source=row[1],
-        event_id=row[2],
-        event_type=row[3],
-        status=EventStatus(row[4]),
-        attempts=int(row[5]),
-        received_at=float(row[6]),
-        next_attempt_at=float(row[7]),
-        completed_at=None if row[8] is None else float(row[8]),
-        last_error=row[9],
-        handled=decode_handled(row[10]),
-        headers=decode_headers(row[11]),
-        body=bytes(row[12]),
-        scheme=row[13],
-        secret_index=row[14],
-        signed_at=row[15],
-        msg_id=row[16],
-    )
 
 
 @dataclass(slots=True)
