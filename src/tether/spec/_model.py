@@ -7,18 +7,23 @@ so a missing variable for one integration never stops another from loading.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tether._config import Retry, RetryBudget, Timeout
 from tether._errors import ConfigError
@@ -40,14 +45,18 @@ __all__ = [
     "EnvSecret",
     "FileSecret",
     "HeaderTemplateAuth",
+    "HubSpec",
     "IntegrationSpec",
     "LinkHeaderPaginator",
     "LoginExchangeAuth",
     "NextURLPaginator",
     "OAuth2Auth",
     "OffsetPaginator",
+    "OutboxEndpointSpec",
+    "OutboxSpec",
     "PageNumberPaginator",
     "PaginatorSpec",
+    "PollerSpec",
     "RateLimitItem",
     "RateLimiterSpec",
     "ResponseSpec",
@@ -55,9 +64,12 @@ __all__ = [
     "SecretValue",
     "SignedJWTAuth",
     "SpecFile",
+    "StreamSpec",
     "TimeoutSpec",
     "WebhookSpec",
+    "is_loopback",
     "is_secret",
+    "split_listen",
 ]
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -780,14 +792,338 @@ class IntegrationSpec(_Model):
         return self
 
 
+# -- the hub (`tether serve`) ---------------------------------------------------------------
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as (host, port); ValueError with the reason."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8765, not {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(
+            f"write an IPv6 listen address in brackets, e.g. [::1]:8765, not {value!r}"
+        )
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"the port must be 0-65535, not {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HubSpec(_Model):
+    """`[hub]`: where `tether serve` listens and keeps its state."""
+
+    listen: str = Field(default="127.0.0.1:8765", description="HOST:PORT; `--listen` overrides it.")
+    store: str = Field(
+        default="tether-hub.db",
+        description="SQLite file (relative to this file's folder) or postgresql://...; "
+        "`--store` overrides it.",
+    )
+    redis: str | None = Field(
+        default=None,
+        description="redis://... to share rate limits and tokens between hubs; `--redis` "
+        "overrides it.",
+    )
+    token: SecretValue | None = _secret(
+        default=None,
+        description="Bearer token for the API and dashboard; required unless listening on "
+        "loopback.",
+    )
+    event_retention: float = Field(
+        default=7 * 86_400.0, gt=0, description="Seconds hub events are kept."
+    )
+    hub_id: str | None = Field(
+        default=None, description="This hub's name in leases; default: hostname:pid."
+    )
+    traces: bool = Field(
+        default=False, description="OpenTelemetry spans for polls, dispatches and deliveries."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("hub_id")
+    @classmethod
+    def _hub_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\x00-\x1f\x7f]{1,200}", value):
+            raise ValueError("hub_id must be 1-200 characters without control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HubSpec:
+        host, _ = split_listen(self.listen)
+        if self.token is None and not is_loopback(host):
+            message = (
+                f"listening on {host} (not loopback) needs hub.token, e.g. "
+                'token = { env = "TETHER_HUB_TOKEN" }'
+            )
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=("listen",),
+                        input=self.listen,
+                    )
+                ],
+            )
+        return self
+
+
+class PollerSpec(_Model):
+    """`[pollers.NAME]`: an endpoint of an integration, polled on a schedule."""
+
+    integration: str = Field(description="An integration of this file.")
+    endpoint: str = Field(description="An endpoint of that integration.")
+    args: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="The endpoint's arguments."
+    )
+    interval: float = Field(gt=0, description="Seconds between polls.")
+    unavailable_after: float | None = Field(
+        default=None, gt=0, description="Seconds without a success that make the data unavailable."
+    )
+    unavailable_after_failures: int = Field(
+        default=3, ge=1, description="Failures in a row that make the data unavailable."
+    )
+
+
+_STREAM_SCHEMES = {"websocket": ("ws", "wss", "http", "https"), "sse": ("http", "https")}
+
+
+class StreamSpec(_Model):
+    """`[streams.NAME]`: a WebSocket or SSE feed whose messages become hub events."""
+
+    integration: str | None = Field(
+        default=None, description="Base URL and credentials come from this integration."
+    )
+    url: str = Field(
+        description="Absolute ws(s):// or http(s):// URL, or a path under the integration's "
+        "base URL."
+    )
+    kind: Literal["websocket", "sse"] = "websocket"
+    subscribe: list[dict[str, Any]] = Field(
+        default_factory=list, description="WebSocket messages sent on every connect."
+    )
+    event_type: str | None = Field(
+        default=None,
+        description="Hub event type; may use {field} of the message; default stream.NAME.",
+    )
+
+    @model_validator(mode="after")
+    def _target(self) -> StreamSpec:
+        if self.url.startswith("/"):
+            if self.integration is None:
+                raise ValueError("a url that is a path needs integration (for its base URL)")
+        else:
+            scheme = urlsplit(self.url).scheme
+            allowed = _STREAM_SCHEMES[self.kind]
+            if scheme not in allowed or not urlsplit(self.url).hostname:
+                raise ValueError(
+                    f"url must be a path or an absolute {'/'.join(allowed)} URL for a "
+                    f"{self.kind} stream"
+                )
+        if self.subscribe and self.kind != "websocket":
+            raise ValueError("subscribe messages are for websocket streams only")
+        if self.event_type is not None and not re.fullmatch(
+            r"[A-Za-z0-9_.*{}-]{1,200}", self.event_type
+        ):
+            raise ValueError("event_type must be letters, digits, '_.-' and {field} references")
+        return self
+
+
+class OutboxEndpointSpec(_Model):
+    """`[outbox.endpoints.NAME]`: a receiver of hub events, its name is its endpoint id."""
+
+    url: str = Field(description="Where deliveries are posted (https://... in production).")
+    event_types: list[str] = Field(
+        default_factory=list,
+        description="Hub event types it receives ('webhook.*' matches a prefix); empty: all.",
+    )
+    secret: SecretValue | None = _secret(
+        default=None, description="Its whsec_ signing secret; default: one generated once."
+    )
+    rate_limit: str | None = Field(default=None, description="e.g. '10/s'.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0, le=60)
+    description: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            _config(lambda: RateLimit.parse(value))
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http(s) URL")
+        return value
+
+
+class OutboxSpec(_Model):
+    """`[outbox]`: signed webhooks the hub sends for its events."""
+
+    allow_private: list[str] = Field(
+        default_factory=list,
+        description="Private networks deliveries may reach, e.g. '10.0.0.0/8' (SSRF guard).",
+    )
+    endpoints: dict[str, OutboxEndpointSpec] = Field(default_factory=dict)
+
+    @field_validator("allow_private")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network like '10.0.0.0/8'") from None
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, OutboxEndpointSpec]) -> dict[str, OutboxEndpointSpec]:
+        _check_names(value, "outbox endpoint")
+        return value
+
+
 class SpecFile(_Model):
     """A `tether.toml` file."""
 
     version: Literal[1] = Field(default=1, description="The spec format version.")
     integrations: dict[str, IntegrationSpec] = Field(default_factory=dict)
+    hub: HubSpec = Field(
+        default_factory=HubSpec, description="`tether serve`: where and how it runs."
+    )
+    pollers: dict[str, PollerSpec] = Field(
+        default_factory=dict, description="Endpoints `tether serve` polls, by name."
+    )
+    streams: dict[str, StreamSpec] = Field(
+        default_factory=dict, description="WebSocket and SSE feeds `tether serve` follows."
+    )
+    outbox: OutboxSpec = Field(
+        default_factory=OutboxSpec,
+        description="Where `tether serve` delivers its events as signed webhooks.",
+    )
 
     @field_validator("integrations")
     @classmethod
     def _names(cls, value: dict[str, IntegrationSpec]) -> dict[str, IntegrationSpec]:
         _check_names(value, "integration")
         return value
+
+    @field_validator("pollers")
+    @classmethod
+    def _poller_names(cls, value: dict[str, PollerSpec]) -> dict[str, PollerSpec]:
+        _check_names(value, "poller")
+        return value
+
+    @field_validator("streams")
+    @classmethod
+    def _stream_names(cls, value: dict[str, StreamSpec]) -> dict[str, StreamSpec]:
+        _check_names(value, "stream")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _references(cls, data: Any, handler: ModelWrapValidatorHandler[SpecFile]) -> SpecFile:
+        # Checked on the raw tables, so a poller naming a missing integration is reported
+        # together with every other problem of the file, at the key that names it.
+        found = _reference_problems(data) if isinstance(data, dict) else []
+        try:
+            model = handler(data)
+        except ValidationError as exc:
+            if not found:
+                raise
+            found = [
+                InitErrorDetails(
+                    type=PydanticCustomError(error["type"], error["msg"]),
+                    loc=error["loc"],
+                    input=error.get("input"),
+                )
+                for error in exc.errors(include_url=False, include_context=False)
+            ] + found
+            raise ValidationError.from_exception_data(cls.__name__, found) from None
+        if found:
+            raise ValidationError.from_exception_data(cls.__name__, found)
+        return model
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _reference_problems(data: dict[str, Any]) -> list[InitErrorDetails]:
+    problems: list[InitErrorDetails] = []
+
+    def problem(loc: tuple[str, ...], value: object, message: str) -> None:
+        problems.append(
+            InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
+        )
+
+    integrations = _table(data.get("integrations"))
+    known = ", ".join(integrations) or "none"
+    for name, poller in _table(data.get("pollers")).items():
+        poller_table = _table(poller)
+        wanted = poller_table.get("integration")
+        if not isinstance(wanted, str):
+            continue
+        if wanted not in integrations:
+            problem(
+                ("pollers", name, "integration"),
+                wanted,
+                f"no integration named {wanted!r} in this file (integrations: {known})",
+            )
+            continue
+        endpoint_name = poller_table.get("endpoint")
+        if not isinstance(endpoint_name, str):
+            continue
+        endpoints = _table(_table(integrations[wanted]).get("endpoints"))
+        if endpoint_name not in endpoints:
+            problem(
+                ("pollers", name, "endpoint"),
+                endpoint_name,
+                f"integration {wanted!r} has no endpoint {endpoint_name!r} "
+                f"(endpoints: {', '.join(endpoints) or 'none'})",
+            )
+            continue
+        path = _table(endpoints[endpoint_name]).get("path")
+        args = _table(poller_table.get("args"))
+        missing = (
+            [p for p in _PLACEHOLDER.findall(path) if p not in args]
+            if isinstance(path, str)
+            else []
+        )
+        if missing:
+            problem(
+                ("pollers", name, "args"),
+                args,
+                f"endpoint {endpoint_name!r} needs " + ", ".join(f"args.{p}" for p in missing),
+            )
+    for name, stream in _table(data.get("streams")).items():
+        wanted = _table(stream).get("integration")
+        if isinstance(wanted, str) and wanted not in integrations:
+            problem(
+                ("streams", name, "integration"),
+                wanted,
+                f"no integration named {wanted!r} in this file (integrations: {known})",
+            )
+    return problems
