@@ -39,6 +39,8 @@ from tether.testing._transport import MockAPITransport
 if TYPE_CHECKING:
     import re
 
+    from aiohttp import web
+
 __all__ = ["STARTED", "MockAPI", "Stub", "Unmatched"]
 
 #: The state every scenario starts in (WireMock's name for it, so exported stubs agree).
@@ -443,10 +445,18 @@ class MockAPI:
         return Client(base_url, transport=self.transport(), **options)
 
     def serve(
-        self, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        routes: Iterable[web.AbstractRouteDef] = (),
     ) -> AbstractAsyncContextManager[MockServer]:
-        """Serve on a real loopback socket: `async with api.serve() as server: server.url`."""
-        return MockServer(self, host=host, port=port)
+        """Serve on a real loopback socket: `async with api.serve() as server: server.url`.
+
+        `routes` are aiohttp route definitions served beside the mock (a WebSocket, say);
+        they bypass stubs, faults and the request journal.
+        """
+        return MockServer(self, host=host, port=port, routes=routes)
 
     # -- handling -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -49,10 +50,21 @@ class _Shutdown:
         self.event = asyncio.Event()
 
 
-def build_app(api: MockAPI, *, client_max_size: int = 64 * 1024 * 1024) -> web.Application:
-    """An aiohttp application that answers every path through `api.handle`."""
+def build_app(
+    api: MockAPI,
+    *,
+    client_max_size: int = 64 * 1024 * 1024,
+    routes: Iterable[web.AbstractRouteDef] = (),
+) -> web.Application:
+    """An aiohttp application that answers every path through `api.handle`.
+
+    `routes` (aiohttp route definitions, e.g. `web.get("/ws", handler)`) are served first and
+    bypass the mock: they are for what a `Reply` cannot express, such as a WebSocket.
+    """
     shutdown = _Shutdown()
     app = web.Application(client_max_size=client_max_size)
+    # Registered before the catch-all below, which would otherwise answer their paths.
+    app.router.add_routes(routes)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -148,10 +160,18 @@ async def _deliver(
 class MockServer:
     """A `MockAPI` served over real loopback sockets; use as `async with api.serve() as s`."""
 
-    def __init__(self, api: MockAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        api: MockAPI,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        routes: Iterable[web.AbstractRouteDef] = (),
+    ) -> None:
         self.api = api
         self.host = host
         self.port = port
+        self.routes = tuple(routes)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -164,7 +184,9 @@ class MockServer:
     async def start(self) -> MockServer:
         if self._runner is not None:
             return self
-        runner = web.AppRunner(build_app(self.api), access_log=None, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            build_app(self.api, routes=self.routes), access_log=None, shutdown_timeout=0.5
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
