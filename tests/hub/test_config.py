@@ -146,4 +146,4 @@ def test_loopback_hosts() -> None:
 
     assert split_listen("[::1]:80") == ("::1", 80)
     assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.1.2.3", "::1"))
-    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))  # noqa: S104
