@@ -24,13 +24,29 @@ def _reachable() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
+def require_redis() -> str:
+    """The test Redis URL; skips the calling test when Redis is unreachable (fails under CI)."""
     if not _reachable():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"Redis at {REDIS_URL} is required under CI=true")
         pytest.skip(f"Redis at {REDIS_URL} is not reachable")
     return REDIS_URL
+
+
+async def delete_prefixed(url: str, prefix: str) -> None:
+    """Delete every key whose name contains `prefix` (a test's own, see `prefix`)."""
+    connection = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in connection.scan_iter(match=f"*{prefix}*", count=1000)]
+        if keys:
+            await connection.delete(*keys)
+    finally:
+        await connection.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return require_redis()
 
 
 @pytest.fixture
