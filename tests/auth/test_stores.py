@@ -1,4 +1,8 @@
-"""Token stores: compare-and-swap, file permissions, atomic replacement, cross-process locks."""
+"""Token stores: compare-and-swap, file permissions, atomic replacement, cross-process locks.
+
+The conformance suite runs on every store: memory, file, SQLite and Redis (the distributed
+tests' loopback Redis: skipped when absent, except under CI=true).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import asyncio
 import json
 import os
 import stat
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from tests.distributed.conftest import delete_prefixed, require_redis
 from tether.auth import FileTokenStore, MemoryTokenStore, SQLiteTokenStore, TokenSet, TokenStore
 
 
@@ -24,13 +31,24 @@ def token(version: int, value: str = "at") -> TokenSet:
     )
 
 
-@pytest.fixture(params=["memory", "file", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> TokenStore:
+@pytest.fixture(params=["memory", "file", "sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TokenStore]:
+    """An empty token store of each kind."""
     if request.param == "memory":
-        return MemoryTokenStore()
-    if request.param == "file":
-        return FileTokenStore(tmp_path / "tokens.json")
-    return SQLiteTokenStore(tmp_path / "tokens.db")
+        yield MemoryTokenStore()
+    elif request.param == "file":
+        yield FileTokenStore(tmp_path / "tokens.json")
+    elif request.param == "sqlite":
+        yield SQLiteTokenStore(tmp_path / "tokens.db")
+    else:
+        from tether.distributed import RedisTokenStore
+
+        url = require_redis()
+        prefix = f"tt{uuid.uuid4().hex[:12]}"
+        redis_store = RedisTokenStore(redis=url, prefix=prefix)
+        yield redis_store
+        await redis_store.aclose()
+        await delete_prefixed(url, prefix)
 
 
 class TestConformance:

@@ -1,15 +1,18 @@
-"""Cache backends: the same behaviour in memory and in SQLite, bounded in bytes, LRU first out."""
+"""Cache backends: the same behaviour in memory, in SQLite and in Redis, bounded in bytes, LRU
+first out. Redis is the distributed tests' loopback one (skipped when absent, except under CI)."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 import tether
+from tests.distributed.conftest import delete_prefixed, require_redis
 from tether._core._cache import CacheEntry, make_entry
 from tether.cache import CacheBackend, MemoryCache, SQLiteCache, StoredResponse
 from tether.cache._base import decode_entry, encode_entry
@@ -43,24 +46,35 @@ def stored(
 BackendFactory = Callable[[int], CacheBackend]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def make_backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[BackendFactory]:
+    """Makes empty backends of one kind; each call is a cache of its own."""
     made: list[CacheBackend] = []
+    redis_url = require_redis() if request.param == "redis" else ""
+    prefix = f"tt{uuid.uuid4().hex[:12]}"
 
     def make(max_bytes: int = 2**20) -> CacheBackend:
         backend: CacheBackend
         if request.param == "memory":
             backend = MemoryCache(max_bytes=max_bytes)
-        else:
+        elif request.param == "sqlite":
             backend = SQLiteCache(tmp_path / f"cache{len(made)}.db", max_bytes=max_bytes)
+        else:
+            from tether.cache import RedisCache
+
+            backend = RedisCache(
+                redis=redis_url, prefix=prefix, name=f"c{len(made)}", max_bytes=max_bytes
+            )
         made.append(backend)
         return backend
 
     yield make
     for backend in made:
         await backend.aclose()
+    if redis_url:
+        await delete_prefixed(redis_url, prefix)
 
 
 async def test_round_trip(make_backend: BackendFactory) -> None:

@@ -1,4 +1,5 @@
-"""The Redis token store: the shared conformance suite, the fenced lease, and secrecy."""
+"""The Redis token store beyond the conformance suite (tests/auth/test_stores.py runs that on
+Redis too): sharing between processes, the fenced lease, and secrecy."""
 
 from __future__ import annotations
 
@@ -22,10 +23,6 @@ async def store(redis_url: str, prefix: str, client: aioredis.Redis) -> AsyncIte
     made = RedisTokenStore(redis=redis_url, prefix=prefix)
     yield made
     await made.aclose()
-
-
-class TestRedisConformance(conformance.TestConformance):
-    """Every conformance test of the built-in stores, run against Redis."""
 
 
 async def test_two_processes_see_one_token(redis_url: str, prefix: str, store: TokenStore) -> None:
