@@ -39,7 +39,7 @@ from tether.policies._bulkhead import BulkheadPolicy
 from tether.policies._cache import CACHE_TTL_EXTENSION, CachePolicy
 from tether.policies._ratelimit import COST_EXTENSION, RateLimitPolicy
 from tether.policies._redirect import RedirectPolicy
-from tether.policies._retry import RETRY_EXTENSION, TIMEOUT_EXTENSION, RetryPolicy
+from tether.policies._retry import RETRY_EXTENSION, TIMEOUT_EXTENSION, RetryPolicy, SharedAdvice
 from tether.transports._aiohttp import AiohttpTransport, VerifyTypes
 from tether.transports._base import AsyncTransport
 
@@ -147,6 +147,8 @@ class Client:
         bulkhead: A `Bulkhead`: at most N requests in flight, a bounded queue behind them.
         cache: A `Cache`: a private RFC 9111 cache for GET/HEAD, with single-flight and
             stale-if-error; see docs/caching.md.
+        shared_advice: Share server pauses (`Retry-After`) with other processes, e.g. a
+            `tether.distributed.RedisAdviceStore`; see docs/retries.md.
         clock: The time source; tests pass `tether.testing.FakeClock`.
     """
 
@@ -176,6 +178,7 @@ class Client:
         breaker: Breaker | None = None,
         bulkhead: Bulkhead | None = None,
         cache: Cache | None = None,
+        shared_advice: SharedAdvice | None = None,
         clock: Clock | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, Credential):
@@ -223,7 +226,11 @@ class Client:
         self._transport = transport
         self._observer = Observer(on_request=on_request, on_response=on_response, on_retry=on_retry)
         self._retry_policy = RetryPolicy(
-            retry=self._retry, timeout=self._timeout, clock=self._clock, observer=self._observer
+            retry=self._retry,
+            timeout=self._timeout,
+            clock=self._clock,
+            observer=self._observer,
+            shared_advice=shared_advice,
         )
         self._send = self._build_pipeline(
             transport,

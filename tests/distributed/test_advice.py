@@ -73,3 +73,20 @@ async def test_unreachable_redis_is_advisory() -> None:
     await store.clear("h")
     assert "s3cret" not in repr(store)
     await store.aclose()
+
+
+async def test_lookup_says_how_long_and_which_status(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    """A pause keeps the status that asked for it; a non-error status is refused."""
+    store = RedisAdviceStore(redis=redis_url, prefix=prefix)
+    assert await store.lookup("h") == (0.0, 0)
+    await store.pause("h", 20, status=503)
+    left, status = await store.lookup("h")
+    assert 19.0 < left <= 20.0
+    assert status == 503
+    with pytest.raises(ConfigError):
+        await store.pause("h", 5, status=200)
+    with pytest.raises(ConfigError):
+        RedisAdviceStore(redis=redis_url, refresh=-1)
+    await store.aclose()

@@ -5,10 +5,13 @@ All decisions are made by `tether._core`; this module only measures time, sleeps
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
+import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tether._clock import Clock
 from tether._config import Retry, Timeout
@@ -23,23 +26,34 @@ from tether._core._retry import (
     plan_wait,
 )
 from tether._errors import (
+    ConfigError,
     DeadlineExceeded,
     RequestError,
     RetryBudgetExhausted,
     TimeoutError,
 )
+from tether._models import Response
 from tether._observe import Observer, RetryEvent, logger
 from tether._status import status_error
 from tether._types import Send
 
 if TYPE_CHECKING:
-    from tether._models import Request, Response
+    from tether._models import Request
 
-__all__ = ["HostState", "RetryPolicy"]
+__all__ = ["HostState", "RetryPolicy", "SharedAdvice"]
 
 #: Keys under which a request may carry its own `Retry` and `Timeout` instead of the client's.
 RETRY_EXTENSION = "tether.retry"
 TIMEOUT_EXTENSION = "tether.timeout"
+
+
+#: Longest a request waits for the shared store (a lookup or a publish) before going on with
+#: what this process knows; the answer still lands when it comes.
+SHARED_WAIT = 0.25
+#: Pauses closer than this are the same pause seen twice (ours, read back from the store).
+_SAME_PAUSE = 0.05
+#: A failing shared store is reported at most this often.
+_WARN_EVERY = 30.0
 
 
 def _debug_log() -> bool:
@@ -47,12 +61,40 @@ def _debug_log() -> bool:
     return logger.isEnabledFor(logging.DEBUG)
 
 
+@runtime_checkable
+class SharedAdvice(Protocol):
+    """Server pauses shared between processes; `tether.distributed.RedisAdviceStore` is one.
+
+    Both calls are advisory: they answer 0 rather than raise when the store is unreachable.
+    """
+
+    #: Longest a client trusts its cached view of a host's shared pause, in seconds.
+    refresh: float
+
+    async def pause(self, key: str, seconds: float, *, status: int = 429) -> float:
+        """Pause `key` everywhere for at least `seconds`; returns the pause in force."""
+        ...
+
+    async def lookup(self, key: str) -> tuple[float, int]:
+        """Seconds left of `key`'s shared pause and the status that asked; (0.0, 0) if none."""
+        ...
+
+
 class HostState:
     """What one client knows about one host: its retry budget and any pause the server asked for."""
 
-    __slots__ = ("budget", "pause_response", "pause_until")
+    __slots__ = (
+        "budget",
+        "host",
+        "lookup",
+        "pause_response",
+        "pause_shared",
+        "pause_until",
+        "shared_until",
+    )
 
-    def __init__(self, retry: Retry) -> None:
+    def __init__(self, retry: Retry, host: str = "") -> None:
+        self.host = host
         budget = retry.budget
         self.budget = (
             RetryBudgetState(
@@ -64,11 +106,18 @@ class HostState:
         #: Monotonic time until which every request to this host waits (server advice).
         self.pause_until = 0.0
         self.pause_response: Response | None = None
+        #: Whether the pause in force came from another process, through the shared store.
+        self.pause_shared = False
+        #: Until when the view of the shared pause is fresh enough (monotonic).
+        self.shared_until = -math.inf
+        #: The shared-store lookup in flight, awaited by every request that needs it.
+        self.lookup: asyncio.Task[None] | None = None
 
-    def pause(self, until: float, response: Response) -> None:
+    def pause(self, until: float, response: Response, *, shared: bool = False) -> None:
         if until > self.pause_until:
             self.pause_until = until
             self.pause_response = response
+            self.pause_shared = shared
 
 
 def _host_of(request: Request) -> str:
@@ -79,9 +128,24 @@ def _host_of(request: Request) -> str:
 
 
 class RetryPolicy:
-    """Runs attempts until one succeeds, a verdict says stop, or time or budget runs out."""
+    """Runs attempts until one succeeds, a verdict says stop, or time or budget runs out.
 
-    __slots__ = ("_clock", "_hosts", "_observer", "_random", "_retry", "_timeout")
+    With `shared_advice`, every pause the policy records is published there under the host
+    key (scheme, host and port), and pauses other processes published are honoured like the
+    policy's own: read through a cached view that is at most `shared_advice.refresh` seconds
+    old when an attempt starts, so no request pays a round trip of its own.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_hosts",
+        "_observer",
+        "_random",
+        "_retry",
+        "_shared",
+        "_timeout",
+        "_warned_at",
+    )
 
     def __init__(
         self,
@@ -91,18 +155,26 @@ class RetryPolicy:
         clock: Clock,
         observer: Observer,
         rand: random.Random | None = None,
+        shared_advice: SharedAdvice | None = None,
     ) -> None:
+        if shared_advice is not None and not isinstance(shared_advice, SharedAdvice):
+            raise ConfigError(
+                "shared_advice must be a tether.distributed.RedisAdviceStore (or have "
+                f"refresh, pause() and lookup()), got {type(shared_advice).__name__}"
+            )
         self._retry = retry
         self._timeout = timeout
         self._clock = clock
         self._observer = observer
         self._random = rand or random.Random()
         self._hosts: dict[str, HostState] = {}
+        self._shared = shared_advice
+        self._warned_at = -math.inf
 
     def host_state(self, host: str) -> HostState:
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = HostState(self._retry)
+            state = self._hosts[host] = HostState(self._retry, host)
         return state
 
     # One frame for the whole success path: every extra call here is paid by every request.
@@ -118,6 +190,7 @@ class RetryPolicy:
         limits: Timeout = request.extensions.get(TIMEOUT_EXTENSION, self._timeout)
         attempt_limit = limits.attempt
         connect_limit = limits.connect
+        shared = self._shared
         started = now = clock.monotonic()
         if state.budget is not None:
             state.budget.deposit(started)
@@ -126,6 +199,9 @@ class RetryPolicy:
         while True:
             attempt += 1
             if attempt > 1:
+                now = clock.monotonic()
+            if shared is not None and now >= state.shared_until:
+                await self._consult(state, request)
                 now = clock.monotonic()
             if state.pause_until > now:
                 await self._wait_out_pause(state, request, retry, now)
@@ -167,7 +243,7 @@ class RetryPolicy:
                             response=response,
                         )  # fmt: skip
                     return response
-                result = self._after_status(
+                result = await self._after_status(
                     request, retry, state, response,
                     attempt=attempt, elapsed=finished - attempt_start, finished=finished,
                 )  # fmt: skip
@@ -223,7 +299,7 @@ class RetryPolicy:
             raise error
         return delay, verdict.reason
 
-    def _after_status(
+    async def _after_status(
         self,
         request: Request,
         retry: Retry,
@@ -251,6 +327,8 @@ class RetryPolicy:
             # Every request of this client to this host waits out the server's pause,
             # not only the one that was told.
             state.pause(finished + advised, response)
+            if self._shared is not None and state.pause_response is response:
+                await self._publish(state, response, advised)
         failure = status_error(response, now_wall=self._clock.time(), retry_after=advised)
         delay = self._plan(
             request, retry, state, verdict,
@@ -339,6 +417,74 @@ class RetryPolicy:
                 paused_by,
                 now_wall=self._clock.time(),
                 retry_after=wait,
-                prefix="host paused by the server's advice: ",
+                prefix=(
+                    "host paused by the server's advice (seen by another process): "
+                    if state.pause_shared
+                    else "host paused by the server's advice: "
+                ),
             )
         await self._clock.sleep(wait)
+
+    # -- advice shared with other processes ------------------------------------------------
+
+    async def _consult(self, state: HostState, request: Request) -> None:
+        """Bring the host's view of the shared pause up to date: one lookup, awaited by every
+        request that finds the view stale meanwhile, and by none for long."""
+        task = state.lookup
+        if task is None:
+            task = state.lookup = asyncio.get_running_loop().create_task(
+                self._look_up(state, request)
+            )
+        await asyncio.wait((task,), timeout=SHARED_WAIT)
+
+    async def _look_up(self, state: HostState, request: Request) -> None:
+        shared = self._shared
+        left, status = 0.0, 0
+        try:
+            if shared is not None:
+                left, status = await shared.lookup(state.host)
+        except Exception as error:  # advice is advisory: a broken store never fails a request
+            self._warn(error)
+        finally:
+            state.lookup = None
+            state.shared_until = self._clock.monotonic() + (
+                shared.refresh if shared is not None else 0.0
+            )
+        if left > 0:
+            until = self._clock.monotonic() + left
+            if until > state.pause_until + _SAME_PAUSE:
+                # The answer that asked for the pause went to another process: what it said
+                # (status, wait) is all there is to raise with.
+                stand_in = Response(
+                    status or 429,
+                    headers={"Retry-After": str(math.ceil(left))},
+                    url=request.url,
+                    request=request,
+                )
+                state.pause(until, stand_in, shared=True)
+
+    async def _publish(self, state: HostState, response: Response, advised: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._share(state, response, advised))
+        await asyncio.wait((task,), timeout=SHARED_WAIT)
+
+    async def _share(self, state: HostState, response: Response, advised: float) -> None:
+        shared = self._shared
+        if shared is None:
+            return
+        try:
+            in_force = await shared.pause(state.host, advised, status=response.status)
+        except Exception as error:  # advice is advisory: a broken store never fails a request
+            self._warn(error)
+            return
+        if in_force > advised + _SAME_PAUSE:
+            # Another process was told to wait longer: the server meant it for everyone.
+            state.pause(self._clock.monotonic() + in_force, response)
+
+    def _warn(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY:
+            self._warned_at = now
+            logger.warning(
+                "shared server advice failed (%s); going on with this process's advice only",
+                type(error).__name__,
+            )
