@@ -47,6 +47,8 @@ async def test_a_repeated_key_is_stored_once(hub_store: HubStore) -> None:
     assert stored is not None
     assert again is None
     assert len(await hub_store.events(since=0)) == 1
+    assert await hub_store.find("inbox:a:1") == stored
+    assert await hub_store.find("inbox:a:2") is None
 
 
 async def test_events_filter_by_id_prefix_and_limit(hub_store: HubStore) -> None:

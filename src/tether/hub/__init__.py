@@ -12,13 +12,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from tether.hub._api import build_app
+from tether.hub._runtime import Hub
 from tether.hub._store import HubEvent, HubStore, PollerSnapshot, open_hub_store
 
 __all__ = [
     "DemoSandbox",
+    "Hub",
     "HubEvent",
     "HubStore",
     "PollerSnapshot",
+    "build_app",
     "open_hub_store",
 ]
 

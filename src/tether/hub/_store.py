@@ -108,6 +108,10 @@ class HubStore(Protocol):
         """Store an event (committed when this returns); None when `key` is already stored."""
         ...
 
+    async def find(self, key: str) -> HubEvent | None:
+        """The event stored under `key`, or None."""
+        ...
+
     async def events(
         self, *, since: int | None = None, type_prefix: str | None = None, limit: int = 100
     ) -> list[HubEvent]:
@@ -295,6 +299,14 @@ class SQLiteHubStore:
         if row_id is None:
             return None
         return HubEvent(id=row_id, at=at, type=type, source=source, data=json.loads(text))
+
+    async def find(self, key: str) -> HubEvent | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT id, at, type, source, data FROM {self._events} WHERE key = ?", (key,)
+            ).fetchone()
+        )
+        return None if row is None else _event(row)
 
     async def events(
         self, *, since: int | None = None, type_prefix: str | None = None, limit: int = 100
@@ -523,6 +535,12 @@ class PostgresHubStore:
         if row_id is None:
             return None
         return HubEvent(id=int(row_id), at=at, type=type, source=source, data=json.loads(text))
+
+    async def find(self, key: str) -> HubEvent | None:
+        rows = await self._fetch(
+            f"SELECT id, at, type, source, data FROM {self._events} WHERE key = $1", key
+        )
+        return _event(rows[0]) if rows else None
 
     async def events(
         self, *, since: int | None = None, type_prefix: str | None = None, limit: int = 100
