@@ -10,7 +10,7 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from tether._core._breaker import BreakerConfig, CircuitState, Transition
 from tether._core._quota import parse_quota
@@ -21,6 +21,7 @@ __all__ = [
     "Breaker",
     "BreakerEvent",
     "Bulkhead",
+    "Gossip",
     "RateLimit",
     "RateLimitTypes",
     "RateLimiter",
@@ -347,6 +348,27 @@ class BreakerEvent:
         )
 
 
+@runtime_checkable
+class Gossip(Protocol):
+    """How breakers in several processes share evidence; `tether.distributed.BreakerGossip`.
+
+    Each process keeps its own breaker: it publishes its transitions and may open on what a
+    quorum of the others report, never on one shared flag.
+    """
+
+    def on_state_change(self, event: BreakerEvent) -> None:
+        """Publish a transition of this process's circuit (in the background)."""
+        ...
+
+    def quorum_open(self, key: str, state: CircuitState, *, on_evidence: bool = False) -> bool:
+        """Note this process's `state` of circuit `key` (`on_evidence`: open only because of
+        the others) and say whether, by the last view, a quorum of instances report it open.
+
+        Called on every request, so it must answer from memory, without I/O.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Breaker:
     """A circuit breaker per host (or per client), judged over a sliding time window.
@@ -356,6 +378,10 @@ class Breaker:
     seconds, the failure rate or the slow-call rate reaches its threshold. It stays open for
     `open_for` seconds, growing (jittered, doubling) with each reopening up to `max_open_for`;
     then `half_open_probes` calls are let through and all must succeed to close it.
+
+    With `gossip` (a `tether.distributed.BreakerGossip`), the breaker also publishes its
+    transitions, and a closed circuit opens when a quorum of live instances report it open
+    (reason `"shared_evidence"`); it then probes and closes by its own calls, as usual.
     """
 
     failure_rate: float = 0.5
@@ -370,10 +396,16 @@ class Breaker:
     ignore_statuses: frozenset[int] = field(default=frozenset({429}))
     scope: Literal["host", "client"] = "host"
     on_state_change: Callable[[BreakerEvent], object] | None = None
+    gossip: Gossip | None = None
 
     def __post_init__(self) -> None:
         if self.scope not in ("host", "client"):
             raise ConfigError(f"Breaker scope must be 'host' or 'client', got {self.scope!r}")
+        if self.gossip is not None and not isinstance(self.gossip, Gossip):
+            raise ConfigError(
+                "Breaker gossip must be a tether.distributed.BreakerGossip (or have "
+                f"on_state_change() and quorum_open()), got {type(self.gossip).__name__}"
+            )
         self.config()
 
     def config(self) -> BreakerConfig:

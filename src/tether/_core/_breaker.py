@@ -110,6 +110,8 @@ class TransitionReason(enum.StrEnum):
     PROBE_FAILED = "probe_failed"
     PROBE_SLOW = "probe_slow"
     FORCED = "forced"
+    #: A quorum of other instances reported the circuit open (advisory gossip).
+    SHARED_EVIDENCE = "shared_evidence"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +154,8 @@ class BreakerMetrics:
     slow_call_rate: float
     retry_at: float | None
     consecutive_openings: int
+    #: While OPEN, why it opened ("failure_rate", "shared_evidence", ...); None otherwise.
+    open_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +215,7 @@ class BreakerState:
         "_failures",
         "_in_flight",
         "_min_calls",
+        "_open_reason",
         "_open_until",
         "_openings",
         "_probe_successes",
@@ -248,6 +253,7 @@ class BreakerState:
         self._state = CircuitState.CLOSED
         self._state_since = -math.inf
         self._open_until = -math.inf
+        self._open_reason: TransitionReason | None = None
         self._openings = 0
         self._in_flight = 0
         self._probe_successes = 0
@@ -265,6 +271,11 @@ class BreakerState:
     def retry_at(self) -> float | None:
         """While OPEN, when a probe will be admitted."""
         return self._open_until if self._state is CircuitState.OPEN else None
+
+    @property
+    def open_reason(self) -> TransitionReason | None:
+        """While OPEN, why it opened."""
+        return self._open_reason if self._state is CircuitState.OPEN else None
 
     # -- the window ------------------------------------------------------------------------
 
@@ -412,6 +423,7 @@ class BreakerState:
         from_state = self._state
         self._state = to_state
         self._state_since = now
+        self._open_reason = reason if to_state is CircuitState.OPEN else None
         self._in_flight = 0
         self._probe_successes = 0
         # Resilience4j resets the window on every transition: a closed circuit starts from
@@ -446,6 +458,16 @@ class BreakerState:
             self._open_until = now + duration
         return self._move(now, CircuitState.OPEN, TransitionReason.FORCED)
 
+    def open_on_evidence(self, now: float) -> Transition | None:
+        """Open a CLOSED circuit because a quorum of other instances report it open.
+
+        It opens like any other opening (growing, jittered duration, then half-open probes of
+        its own), so the evidence decides when to stop calling but never when to resume.
+        """
+        if self._state is not CircuitState.CLOSED:
+            return None
+        return self._open(now, TransitionReason.SHARED_EVIDENCE)
+
     def metrics(self, now: float) -> BreakerMetrics:
         """A snapshot of the window as of `now`."""
         if self._state is CircuitState.CLOSED and self._slot is not None:
@@ -460,4 +482,5 @@ class BreakerState:
             slow_call_rate=slow_rate,
             retry_at=self.retry_at,
             consecutive_openings=self._openings,
+            open_reason=None if self.open_reason is None else str(self.open_reason),
         )

@@ -13,6 +13,7 @@ from tether._core._breaker import (
     CircuitState,
     ErrorKind,
     Transition,
+    TransitionReason,
     classify,
 )
 from tether._errors import (
@@ -45,7 +46,9 @@ class BreakerPolicy:
     """Records every attempt's outcome; an open circuit raises `CircuitOpenError` unsent.
 
     It sits inside the retry loop, so each attempt counts and an opening circuit ends the
-    remaining retries at once instead of letting them pile onto a failing host.
+    remaining retries at once instead of letting them pile onto a failing host. With gossip,
+    each call first tells it this circuit's state and learns, from its cached view, whether a
+    quorum of instances report the circuit open; a closed circuit then opens on that evidence.
     """
 
     __slots__ = ("_clock", "_settings", "_states")
@@ -82,6 +85,17 @@ class BreakerPolicy:
         key = self._key(request)
         state = self.state(key)
         started = clock.monotonic()
+        gossip = self._settings.gossip
+        if gossip is not None:
+            current = state.state
+            on_evidence = state.open_reason is TransitionReason.SHARED_EVIDENCE
+            if (
+                gossip.quorum_open(key, current, on_evidence=on_evidence)
+                and current is CircuitState.CLOSED
+            ):
+                opened = state.open_on_evidence(started)
+                if opened is not None:
+                    self._report(key, opened)
         decision = state.allow(started)
         if decision.transition is not None:
             self._report(key, decision.transition)
@@ -134,6 +148,9 @@ class BreakerPolicy:
                 detail,
                 extra={"circuit": key, "circuit_state": str(event.to_state)},
             )
+        gossip = self._settings.gossip
+        if gossip is not None:
+            gossip.on_state_change(event)
         hook = self._settings.on_state_change
         if hook is not None:
             hook(event)
