@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tether._version import __version__
-from tether.cli import _auth, _call, _check, _discover, _graphql, _spec
+from tether.cli import _auth, _call, _check, _discover, _graphql, _serve, _spec
 from tether.cli._support import State
 
 __all__ = ["app", "main"]
@@ -63,6 +63,7 @@ app.command("call")(_call.call)
 app.command("check")(_check.check)
 app.command("discover")(_discover.discover)
 app.command("graphql")(_graphql.graphql)
+app.command("serve")(_serve.serve)
 app.add_typer(_auth.app, name="auth")
 app.add_typer(_spec.app, name="spec")
 

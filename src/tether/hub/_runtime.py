@@ -562,7 +562,11 @@ class Hub:
         self.redis_url = settings.redis
         self.version = __version__
         self.tracer = Tracer(enabled=settings.traces)
-        self.dispatch_policy = dispatch_policy or DispatchPolicy(poll_interval=0.5)
+        # The handler is the hub's own quick write: a short lease lets another hub pick up an
+        # event a killed hub had claimed within seconds rather than a minute.
+        self.dispatch_policy = dispatch_policy or DispatchPolicy(
+            poll_interval=0.5, handler_timeout=10.0, lease=15.0
+        )
         self.outbox_policy = outbox_policy or OutboxPolicy(poll_interval=0.5)
         kind, location, schema = split_store_location(settings.store)
         self.store_kind = kind
