@@ -6,6 +6,7 @@ test gets a schema of its own, dropped afterwards. Under CI=true a missing servi
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -60,3 +61,35 @@ async def hub_store(hub_store_factory: HubStoreFactory) -> HubStore:
     store = hub_store_factory()
     await store.open()
     return store
+
+
+REDIS_URL = os.environ.get("TETHER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Loopback Redis; skipped when absent, a failure under CI=true."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            reachable = bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        reachable = False
+    if not reachable:
+        if in_ci():
+            pytest.fail(f"Redis at {REDIS_URL} is required under CI=true")
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable")
+    return REDIS_URL
+
+
+@pytest.fixture
+async def pg_store_url() -> AsyncIterator[str]:
+    """A `postgresql://...?schema=...` hub store location of its own, dropped afterwards."""
+    dsn = await postgres_dsn()
+    schema = f"tether_hub_{uuid.uuid4().hex[:12]}"
+    yield f"{dsn}?schema={schema}"
+    await drop_schema(dsn, schema)
