@@ -178,3 +178,35 @@ async def test_reload_adds_and_removes_pollers(tmp_path: Path) -> None:
             await until(bergen_polled)
             rows = await hub.poller_rows()
             assert [row["name"] for row in rows] == ["bergen"]
+
+
+async def test_outbox_endpoints_follow_the_config(tmp_path: Path) -> None:
+    """Configured endpoints are created under their names at start, updated on reload, and
+    disabled when they leave the file (enabled again when they come back)."""
+
+    def outbox(name: str, types: str) -> str:
+        return f"""
+[outbox]
+allow_private = ["127.0.0.0/8"]
+[outbox.endpoints.{name}]
+url = "http://127.0.0.1:9/{name}"
+event_types = [{types}]
+"""
+
+    api = MockAPI()
+    api.stub("GET", "/current", Reply(json={"t": 1}))
+    async with api.serve() as server:
+        base = weather_toml(server.url)
+        spec = write_spec(tmp_path, base + outbox("alerts", '"data.*"'))
+        async with Hub(spec, hub_id="a") as hub:
+            (endpoint,) = await hub.outbox.endpoints()
+            assert (endpoint.id, endpoint.event_types) == ("alerts", ("data.*",))
+            assert endpoint.url == "http://127.0.0.1:9/alerts"
+            await hub.reload(write_spec(tmp_path, base + outbox("alerts", '"poller.*"'), "2.toml"))
+            assert (await hub.outbox.endpoint("alerts")).event_types == ("poller.*",)
+            await hub.reload(write_spec(tmp_path, base + outbox("other", ""), "3.toml"))
+            gone = await hub.outbox.endpoint("alerts")
+            assert not gone.enabled
+            assert gone.disabled_reason == "removed from the config"
+            await hub.reload(write_spec(tmp_path, base + outbox("alerts", ""), "4.toml"))
+            assert (await hub.outbox.endpoint("alerts")).enabled

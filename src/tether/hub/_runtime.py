@@ -79,6 +79,8 @@ STREAM_LEASE_TTL = 15.0
 #: other hubs wrote.
 HOUSEKEEPING_INTERVAL = 1.0
 PURGE_INTERVAL = 300.0
+#: Why an outbox endpoint that left the config was disabled (and so may be enabled again).
+REMOVED = "removed from the config"
 _TYPE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _TYPE_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
@@ -834,6 +836,14 @@ class Hub:
             await self.outbox.update_endpoint(item.name, rate_limit=spec.rate_limit, **options)
             if item.secret is not None and await self.outbox.secret(item.name) != item.secret:
                 await self.outbox.rotate_secret(item.name, overlap=0, secret=item.secret)
+            if current is not None and not current.enabled and current.disabled_reason == REMOVED:
+                await self.outbox.enable_endpoint(item.name)
+        # Endpoints this hub created from the file and that left it stop receiving; others
+        # (added with `tether outbox endpoints add`) are not the file's to touch.
+        wanted = {item.name for item in endpoints}
+        for name in set(self._routes) - wanted:
+            with contextlib.suppress(ConfigError):
+                await self.outbox.disable_endpoint(name, reason=REMOVED)
 
     def _shared_limiter(self, endpoint: Endpoint) -> RateLimiter | None:
         """One Redis-backed limiter per outbox endpoint, so hubs share its quota."""
