@@ -7,16 +7,22 @@ Wall-clock throughput on a shared VM varies by 20 % between identical runs; inst
 do not. Each contender runs twice under callgrind, with 1 and with N+1 requests against the
 loopback benchmark server (in its own process, not counted); the difference divided by N is
 the client's cost per request, start-up and imports excluded. Needs `valgrind` on the PATH.
+
+Compiled bytecode goes to a private cache filled by one plain run of each contender first, so
+no counted run compiles source (with PYTHONDONTWRITEBYTECODE every run would, and a file
+edited between the two runs of a pair would skew their difference).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +44,7 @@ def _child(function: str, requests: int, url: str) -> None:
     asyncio.run(getattr(bench_client, function)(url, requests, 10))
 
 
-def _count(function: str, requests: int, url: str) -> int:
+def _count(function: str, requests: int, url: str, env: dict[str, str]) -> int:
     result = subprocess.run(
         [
             "valgrind",
@@ -54,6 +60,7 @@ def _count(function: str, requests: int, url: str) -> int:
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     found = re.search(r"Collected : (\d+)", result.stderr)
     if found is None:
@@ -72,10 +79,16 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
-    with server_process("_server.py") as url:
+    with tempfile.TemporaryDirectory() as cache, server_process("_server.py") as url:
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         time.sleep(0.3)
+        for function in CONTENDERS.values():
+            subprocess.run(
+                [sys.executable, __file__, "--child", function, "1", url], check=True, env=env
+            )
         counts = {
-            name: (_count(function, args.requests + 1, url) - _count(function, 1, url))
+            name: (_count(function, args.requests + 1, url, env) - _count(function, 1, url, env))
             / args.requests
             for name, function in CONTENDERS.items()
         }
