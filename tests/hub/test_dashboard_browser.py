@@ -197,7 +197,8 @@ async def test_dashboard_shows_health_data_events_and_replays_a_dead_letter(
 ) -> None:
     """Against a running hub, the page shows the integration with its status, breaker and
     rate-limit gauge, the poller's data, a live event arriving, and the dead letter, whose
-    Replay button makes the hub deliver it; a screenshot shows all of it painted."""
+    Replay button (focused across a refresh, pressed by keyboard) makes the hub deliver it;
+    a screenshot shows all of it painted."""
     dead = await _dead_outbox(demo)
     await until(lambda: _has_data(demo, "oslo"), timeout=30)
     errors: list[str] = []
@@ -253,7 +254,13 @@ async def test_dashboard_shows_health_data_events_and_replays_a_dead_letter(
     badge = weather.locator(".badge").first
     badge_colour = _css_rgb(await badge.evaluate("(b) => getComputedStyle(b).backgroundColor"))
 
-    await page.get_by_role("button", name=f"Replay outbox broken #{dead['id']}").click()
+    # By keyboard, and after a refresh: rows are kept between refreshes, so focus stays put.
+    replay = page.get_by_role("button", name=f"Replay outbox broken #{dead['id']}")
+    await replay.focus()
+    updated = page.locator("#updated")
+    await expect(updated).not_to_have_text(await updated.inner_text(), timeout=WAIT_MS)
+    await expect(replay).to_be_focused()
+    await page.keyboard.press("Enter")
     await expect(page.locator("#replay-status")).to_have_text(
         f"Replayed outbox #{dead['id']}.", timeout=WAIT_MS
     )

@@ -354,3 +354,40 @@ async def test_retries_absorb_429s_when_nothing_paces_the_client(
         )
     assert len(results) == 12
     assert sandbox.stats()["rate_limited"] >= 1
+
+
+async def test_demo_config_runs_on_a_hub(tmp_path: Path) -> None:
+    """On a real hub the demo shows every feature: polled data, device readings from the
+    stream, alerts through the inbox, and outbox deliveries /receiver verifies."""
+    from tests.hub.helpers import serve_api, until
+    from tether.hub import Hub
+
+    async with DemoSandbox(seed=0) as sandbox:
+        spec = tether.spec.load(_write_config(tmp_path, sandbox), environ={})
+        hub = Hub(spec, store=str(tmp_path / "hub.db"), environ={})
+        async with hub, serve_api(hub) as url, aiohttp.ClientSession() as http:
+            await sandbox.send_webhooks(f"{url}/webhooks/weather/alerts", every=0.5)
+
+            async def seen_everything() -> bool:
+                async with http.get(f"{url}/events?limit=1000&since=0") as response:
+                    types = {event["type"] for event in (await response.json())["events"]}
+                wanted = {"data.oslo", "data.lisbon", "device.reading"}
+                delivered = {r["type"] for r in sandbox.received}
+                return (
+                    wanted <= types
+                    and "webhook.weather.alerts.alert.created" in types
+                    and "webhook.weather.alerts.alert.created" in delivered
+                )
+
+            await until(seen_everything, timeout=60)
+            async with http.get(f"{url}/integrations") as response:
+                (weather,) = (await response.json())["integrations"]
+    assert weather["name"] == "weather"
+    assert weather["rate_limit"]["limit"] == "5/s"
+    assert weather["breaker"] in {"closed", "half_open", "open"}
+    stats = sandbox.stats()
+    assert stats["webhooks_rejected"] == 0
+    assert stats["tokens_issued"] >= 1
+    received = {r["type"] for r in sandbox.received}
+    assert "webhook.weather.alerts.alert.created" in received
+    assert all(str(t).startswith(("webhook.", "poller.")) for t in received)
