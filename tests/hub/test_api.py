@@ -225,9 +225,13 @@ async def test_a_webhook_becomes_one_hub_event_and_reaches_the_outbox(
         (event,) = await until(dispatched)
         assert event["type"] == "webhook.weather.alerts.alert.created"
         assert event["data"]["payload"]["data"] == {"id": "evt-1"}
-        inbox = (await client.get("/inbox")).json()["events"]
+
+        async def recorded() -> list[dict[str, Any]] | None:
+            events: list[dict[str, Any]] = (await client.get("/inbox")).json()["events"]
+            return events if events[0]["status"] == "delivered" else None
+
+        inbox = await until(recorded)
         assert inbox[0]["event_id"] == "evt-1"
-        assert inbox[0]["status"] == "delivered"
         assert set(inbox[0]) == {
             "id", "source", "event_id", "event_type", "status", "received_at", "attempts",
             "last_error",

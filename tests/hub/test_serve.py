@@ -68,6 +68,8 @@ def test_a_missing_secret_and_an_open_listen_are_config_errors(tmp_path: Path) -
     result = run_serve("--config", "tether.toml", "--listen", "127.0.0.1:0", cwd=tmp_path)
     assert result.returncode == 2
     assert "ALERTS_SECRET is not set" in result.stderr
+    assert "listening" not in result.stdout
+    assert not (tmp_path / "tether-hub.db").exists()
     public = run_serve(
         "--config", "tether.toml", "--listen", "0.0.0.0:0", cwd=tmp_path,
         env={"ALERTS_SECRET": SECRET},
@@ -101,9 +103,19 @@ async def test_sigterm_stops_gracefully_and_acknowledged_webhooks_survive_a_rest
                 if answer.status_code == 200:
                     acknowledged.append(f"evt-{n}")
 
-            sends = [asyncio.create_task(post(n)) for n in range(30)]
-            await asyncio.sleep(0)  # the requests are under way when the signal arrives
-            first.signal(signal.SIGTERM)
+            # Four senders keep requests in flight; the signal comes after the fifth
+            # acknowledgement, while others are still being answered.
+            sends: list[asyncio.Task[None]] = []
+            signalled = False
+            for n in range(200):
+                sends.append(asyncio.create_task(post(n)))
+                if len(sends) % 4 == 0:
+                    await asyncio.wait(sends[-4:], return_when=asyncio.FIRST_COMPLETED)
+                if len(acknowledged) >= 5 and not signalled:
+                    signalled = True
+                    first.signal(signal.SIGTERM)
+                if first.proc is not None and first.proc.poll() is not None:
+                    break
             await asyncio.gather(*sends)
         assert await first.wait() == 0
     finally:

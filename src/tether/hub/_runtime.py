@@ -85,6 +85,10 @@ _TYPE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _TYPE_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
+#: Integrations (unchanged ones kept), those newly built, and the inbox, of a spec.
+_Resolved = tuple[dict[str, "_IntegrationRuntime"], list["_IntegrationRuntime"], Inbox | None]
+
+
 def poller_ttl(interval: float) -> float:
     """A poller's lease: long enough to ride out one slow poll, short enough to hand over."""
     return max(2 * interval + 5.0, 15.0)
@@ -176,8 +180,13 @@ class _IntegrationRuntime:
             options["rate_limit"] = shared
         oauth2 = self.integration.oauth2
         auth_spec = self.spec.auth
-        if oauth2 is not None and getattr(auth_spec, "token_store", None) is None:
-            # Only the in-memory default is replaced: a token store the spec names is kept.
+        if (
+            oauth2 is not None
+            and getattr(auth_spec, "token_store", None) is None
+            and getattr(auth_spec, "grant", None) == "client_credentials"
+        ):
+            # Only the in-memory default is replaced: a token store the spec names, and the
+            # user's token file of the sign-in grants, are kept.
             # TokenManager reads `store` on every use, so swapping it before the first request
             # gives every hub one token (and one refresh at a time).
             store = RedisTokenStore(redis=redis_url)
@@ -596,7 +605,6 @@ class Hub:
         self._statuses: dict[str, Status] = {}
         self._routes: dict[str, tuple[str, ...]] = {}
         self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._limiters: dict[str, RateLimiter] = {}
         self._reloading = asyncio.Lock()
@@ -611,6 +619,8 @@ class Hub:
         """Open the stores and start everything the spec describes."""
         if self._started:
             return
+        # Resolved before any store is opened: a config that cannot run creates no file.
+        resolved = await self._resolve(self.spec, first=True)
         self._started = True
         self.started_at = time.time()
         try:
@@ -618,7 +628,7 @@ class Hub:
             await self.inbox_store.open()
             await self.outbox_store.open()
             await self.leases.open()
-            await self._apply(self.spec, self.settings, first=True)
+            await self._apply(self.spec, self.settings, first=True, resolved=resolved)
             self.worker = self.outbox.worker(
                 on_event=self._outbox_event,
                 rate_limiter=self._shared_limiter if self.redis_url else None,
@@ -655,9 +665,6 @@ class Hub:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
-        for task in list(self._tasks):
-            with contextlib.suppress(Exception):
-                await task
         for runtime in self.integrations.values():
             await runtime.aclose()
         self.integrations.clear()
@@ -696,9 +703,11 @@ class Hub:
             self.settings = settings
         logger.info("hub %s reloaded %s", self.hub_id, spec.file or "the spec")
 
-    async def _apply(self, spec: Spec, settings: HubSettings, *, first: bool) -> None:
+    async def _apply(
+        self, spec: Spec, settings: HubSettings, *, first: bool, resolved: _Resolved | None = None
+    ) -> None:
         # Everything is resolved first, so a spec that cannot run changes nothing.
-        integrations, built, inbox = self._resolve(spec, first=first)
+        integrations, built, inbox = resolved or await self._resolve(spec, first=first)
         model = spec.document.model
         try:
             await self._sync_endpoints(settings.endpoints)
@@ -722,9 +731,7 @@ class Hub:
             if inbox is not None:
                 await inbox.start()
 
-    def _resolve(
-        self, spec: Spec, *, first: bool
-    ) -> tuple[dict[str, _IntegrationRuntime], list[_IntegrationRuntime], Inbox | None]:
+    async def _resolve(self, spec: Spec, *, first: bool) -> _Resolved:
         """The integrations (unchanged ones kept), those newly built, and the inbox."""
         model = spec.document.model
         old_model = None if first else self.spec.document.model
@@ -766,8 +773,7 @@ class Hub:
             problems.append(Problem(str(exc), key="webhooks"))
         if problems:
             for runtime in built:
-                # Nothing was opened yet; the clients only need their pools released.
-                self._tasks.add(asyncio.ensure_future(runtime.aclose()))
+                await runtime.aclose()
             raise SpecError(problems, file=spec.file)
         return integrations, built, inbox
 
