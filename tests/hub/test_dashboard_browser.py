@@ -136,9 +136,9 @@ async def _open(browser: Browser, url: str, errors: list[str]) -> Page:
 
 
 async def _dead_outbox(demo: RunningHub) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
+    async def probe() -> dict[str, Any]:
         dead = (await demo.get("/dead"))["dead"]
-        return next((d for d in dead if d["kind"] == "outbox" and d["name"] == "broken"), None)
+        return next((d for d in dead if d["kind"] == "outbox" and d["name"] == "broken"), {})
 
     return await until(probe, timeout=30)
 
