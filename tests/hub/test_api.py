@@ -377,3 +377,13 @@ async def test_a_token_guards_everything_but_health_and_the_inbox(hub: Hub) -> N
         async with httpx.AsyncClient(base_url=base, cookies=login.cookies) as browser:
             assert (await browser.get("/data")).status_code == 200
             assert (await browser.get("/")).status_code == 200
+
+
+async def test_health_is_503_when_the_store_is_gone(hub: Hub, base: str) -> None:
+    """/health says unavailable, with a reason, once the hub's store cannot be reached."""
+    await hub.store.close()
+    async with httpx.AsyncClient(base_url=base) as client:
+        answer = await client.get("/health")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "unavailable"
+    assert "store" in answer.json()["reason"]
