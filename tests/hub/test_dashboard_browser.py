@@ -210,7 +210,7 @@ async def test_dashboard_shows_health_data_events_and_replays_a_dead_letter(
         re.compile(r"^(ok|degraded|down)$"), timeout=WAIT_MS
     )
     await expect(weather.get_by_role("meter")).to_have_attribute(
-        "aria-label", re.compile(r"^weather: [\d.]+ of 5/s available$")
+        "aria-label", re.compile(r"^weather: [\d.]+ of \d+ free now \(limit 5/s\)$")
     )
 
     async def page_agrees_with_api() -> bool:
