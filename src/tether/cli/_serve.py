@@ -230,10 +230,16 @@ class _Runner:
             fail("--demo is unavailable in this installation", code=ExitCode.USAGE)
         sandbox = DemoSandbox()
         await sandbox.start()
-        listen = self.overrides.get("listen") or "127.0.0.1:0"
+        listen = self.overrides.get("listen") or "127.0.0.1:8765"
         host, _, port_text = listen.rpartition(":")
         host = host.strip("[]")
-        sock = _bind(host, int(port_text))
+        try:
+            sock = _bind(host, int(port_text))
+        except (OSError, ValueError) as exc:
+            await sandbox.aclose()
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            fail(f"cannot listen on {listen}: {reason}", hint="pick another with --listen "
+                 "127.0.0.1:0", code=ExitCode.ERROR)  # fmt: skip
         folder = Path(tempfile.mkdtemp(prefix="tether-demo-"))
         path = folder / "tether.toml"
         path.write_text(sandbox.config(_url(host, sock.getsockname()[1])), encoding="utf-8")
