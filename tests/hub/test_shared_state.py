@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tether.distributed import RedisRateLimiter, RedisTokenStore
+from tether.distributed import BreakerGossip, RedisAdviceStore, RedisRateLimiter, RedisTokenStore
 from tether.hub import DemoSandbox, Hub
 from tether.hub._runtime import stream_event_type
 from tether.hub._trace import Tracer
+from tether.testing import MockAPI, Reply
 
 from .helpers import until, write_spec
 
@@ -61,3 +62,55 @@ def test_tracing_is_a_no_op_without_opentelemetry() -> None:
     with tracer.span("tether.hub.poll", poller="p"):
         pass
     assert not Tracer(enabled=False).enabled
+
+
+async def test_redis_shares_server_advice_and_breaker_reports(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """With Redis, a Retry-After the hub's poll received pauses that host for every process
+    (it is in the shared advice store), and the circuit it opened is reported to the gossip
+    that other hubs' breakers consult."""
+    api = MockAPI()
+    api.stub("GET", "/current", Reply(status=429, headers={"Retry-After": "30"}))
+    api.stub("GET", "/fail", Reply(status=500))
+    async with api.serve() as server:
+        toml = f"""
+[integrations.weather]
+base_url = "{server.url}"
+retry = {{ attempts = 1, max_retry_after = 1 }}
+breaker = {{ minimum_calls = 1, failure_rate = 0.5 }}
+[integrations.weather.endpoints.current]
+path = "/current"
+[integrations.weather.endpoints.fail]
+path = "/fail"
+
+[pollers.oslo]
+integration = "weather"
+endpoint = "current"
+interval = 60
+[pollers.broken]
+integration = "weather"
+endpoint = "fail"
+interval = 60
+"""
+        spec = write_spec(tmp_path, toml)
+        advice = RedisAdviceStore(redis=redis_url)
+        gossip = BreakerGossip(redis=redis_url, name="hub:weather")
+        try:
+            async with Hub(spec, redis=redis_url, hub_id="advised"):
+                origin = server.url.rstrip("/")
+
+                async def paused() -> float:
+                    return await advice.paused_for(origin)
+
+                assert 20 < await until(paused, timeout=30) <= 30
+
+                async def reported_open() -> int:
+                    view = await gossip.view(origin)
+                    return view.open
+
+                assert await until(reported_open, timeout=30) == 1
+        finally:
+            await advice.clear(server.url.rstrip("/"))
+            await advice.aclose()
+            await gossip.aclose()

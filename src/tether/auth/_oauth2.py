@@ -448,7 +448,19 @@ class OAuth2(Credential, TokenSource):
 
     @property
     def store(self) -> TokenStore:
+        """Where the tokens are kept; settable before the first request.
+
+        Setting it is for code that builds a credential from configuration and only later
+        learns where tokens belong (the hub moves them to Redis so every process shares one
+        token). A token already fetched stays in the old store.
+        """
         return self._manager.store
+
+    @store.setter
+    def store(self, store: TokenStore) -> None:
+        if not isinstance(store, TokenStore):
+            raise ConfigError(f"store must be a TokenStore, got {type(store).__name__}")
+        self._manager.store = store
 
     @property
     def store_key(self) -> str:

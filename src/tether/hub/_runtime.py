@@ -31,7 +31,7 @@ from tether._client import Client
 from tether._coordinator import Coordinator
 from tether._core._polling import is_available
 from tether._errors import ConfigError
-from tether._flow import RateLimiter, rate_limiters
+from tether._flow import Breaker, RateLimiter, rate_limiters
 from tether._version import __version__
 from tether.hub._config import EndpointSettings, HubSettings, hub_settings
 from tether.hub._status import IntegrationHealth, PollerView, Status, error_info
@@ -157,8 +157,25 @@ class _IntegrationRuntime:
         self.health.client = self.client
 
     def _share(self, redis_url: str, options: dict[str, Any]) -> None:
-        """Rate limits and OAuth2 tokens kept in Redis, so every hub spends one quota."""
-        from tether.distributed import RedisRateLimiter, RedisTokenStore  # noqa: PLC0415
+        """Rate limits, server advice, breaker reports and OAuth2 tokens kept in Redis, so every
+        hub spends one quota, waits out one Retry-After, and sees the others' open circuits."""
+        from tether.distributed import (  # noqa: PLC0415
+            BreakerGossip,
+            RedisAdviceStore,
+            RedisRateLimiter,
+            RedisTokenStore,
+        )
+
+        advice = RedisAdviceStore(redis=redis_url)
+        self._closers.append(advice.aclose)
+        options["shared_advice"] = advice
+        breaker = options.get("breaker")
+        if isinstance(breaker, Breaker) and breaker.gossip is None:
+            # Advisory: this hub opens on the others' evidence only when a quorum of live hubs
+            # report the circuit open, never because one of them does.
+            gossip = BreakerGossip(redis=redis_url, name=f"hub:{self.name}")
+            self._closers.append(gossip.aclose)
+            options["breaker"] = replace(breaker, gossip=gossip)
 
         value = options.get("rate_limit")
         if value is not None:
@@ -190,7 +207,7 @@ class _IntegrationRuntime:
             # TokenManager reads `store` on every use, so swapping it before the first request
             # gives every hub one token (and one refresh at a time).
             store = RedisTokenStore(redis=redis_url)
-            oauth2._manager.store = store
+            oauth2.store = store
             close = getattr(store, "aclose", None)
             if close is not None:
                 self._closers.append(close)
