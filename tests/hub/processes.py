@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -72,11 +72,11 @@ class ServeProcess:
 
 
 def run_serve(
-    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, root: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """`tether serve ...` to completion (for commands that exit on their own)."""
+    """`tether [root options] serve ...` to completion (for commands that exit on their own)."""
     return subprocess.run(  # noqa: S603 - our own command, this interpreter
-        [sys.executable, "-m", "tether", "serve", *args],
+        [sys.executable, "-m", "tether", *root, "serve", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

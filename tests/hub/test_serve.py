@@ -59,6 +59,22 @@ def test_a_bad_config_exits_2_with_its_problems_before_binding(tmp_path: Path) -
     assert not (tmp_path / "tether-hub.db").exists()
 
 
+def test_no_config_says_where_it_looked_and_the_spec_option_is_honoured(tmp_path: Path) -> None:
+    """Without a tether.toml, exit 2 naming the path and pointing at --demo; the root --spec
+    (as for every other command) chooses the config when --config is not given."""
+    missing = run_serve(cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no config at tether.toml" in missing.stderr
+    assert "tether serve --demo" in missing.stderr
+    (tmp_path / "hub.toml").write_text(
+        '[pollers.oslo]\nintegration = "nothing"\nendpoint = "x"\ninterval = 5\n',
+        encoding="utf-8",
+    )
+    chosen = run_serve(cwd=tmp_path, root=("--spec", "hub.toml"))
+    assert chosen.returncode == 2
+    assert "no integration named 'nothing'" in chosen.stderr
+
+
 def test_a_missing_secret_and_an_open_listen_are_config_errors(tmp_path: Path) -> None:
     """A webhook secret from an unset variable, or a public listen address without a token,
     stops `tether serve` with exit 2 and the reason."""

@@ -163,6 +163,10 @@ class _Runner:
     async def run(self, spec: Spec | None, sock: socket.socket | None) -> int:
         from tether.hub import Hub, build_app  # noqa: PLC0415 - heavy; only for this command
 
+        # Before anything starts: a SIGTERM during start-up still means a graceful stop, and a
+        # SIGHUP right after the "listening" line must not meet the default (terminating)
+        # disposition.
+        self._signals()
         sandbox: Any = None
         if self.demo:
             sandbox, spec, sock = await self._start_demo()
@@ -191,7 +195,6 @@ class _Runner:
         await server.startup(sockets=[sock])
         url = _url(settings.host, port)
         print(f"tether hub listening on {url}", flush=True)
-        self._signals()
         if sandbox is not None:
             await sandbox.send_webhooks(f"{url}/webhooks/weather/alerts")
         main = asyncio.create_task(server.main_loop(), name="tether-hub-http")
@@ -252,14 +255,16 @@ def serve(
     ctx: typer.Context,
     *,
     config: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--config",
             "-c",
-            help="The tether.toml to run; SIGHUP reads it again.",
+            help="The tether.toml to run; SIGHUP reads it again. Default: the root --spec "
+            "(or $TETHER_SPEC), else ./tether.toml.",
             envvar="TETHER_CONFIG",
+            show_default=False,
         ),
-    ] = Path("tether.toml"),
+    ] = None,
     listen: Annotated[
         str | None,
         typer.Option(
@@ -318,8 +323,17 @@ def serve(
             fail(f"--token-env: the environment variable {token_env} is not set",
                  code=ExitCode.USAGE)  # fmt: skip
     overrides: dict[str, Any] = {"store": store, "redis": redis, "listen": listen, "token": token}
+    if config is None:
+        root = ctx.find_root().obj
+        config = getattr(root, "spec_path", None) or Path("tether.toml")
     spec: Spec | None = None
     if not demo:
+        if not config.is_file():
+            fail(
+                f"no config at {config}",
+                code=ExitCode.USAGE,
+                hint="pass --config FILE (docs/hub.md shows one), or try `tether serve --demo`",
+            )
         try:
             spec = load(config)
             # Everything the hub needs is resolved now: a problem stops us before any socket.
