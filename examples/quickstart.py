@@ -1,6 +1,7 @@
 """tether in one minute: a flaky weather API on loopback, and a client that copes.
 
-Run it with `.venv/bin/python examples/quickstart.py` (after `scripts/bootstrap`). It starts its own server on 127.0.0.1 (no internet needed) that
+Run it with `.venv/bin/python examples/quickstart.py` (after `scripts/bootstrap`). It starts
+its own server on 127.0.0.1 (no internet needed) that
 answers 503 and 429 with Retry-After, hangs, and echoes an API key back in an error body;
 the client retries what is safe, obeys the server, keeps its deadline and never prints the key.
 """
