@@ -49,7 +49,7 @@ def test_cli_help_lists_itself() -> None:
 
 
 def test_quickstart_example_runs() -> None:
-    """README's main job, the quickstart example, runs to its end and says so."""
+    """The quickstart example runs to its end and says so."""
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(  # noqa: S603 - our own example, with this interpreter
         [sys.executable, str(root / "examples" / "quickstart.py")],

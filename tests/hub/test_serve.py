@@ -203,3 +203,38 @@ interval = 0.5
     assert records
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any("pollers.bad" in r["message"] for r in records)
+
+
+async def test_the_demo_runs_every_feature_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """README's main job, `tether serve --demo`: with no config and no network beyond loopback,
+    the pollers get data, device readings and signed alerts arrive as events, the outbox
+    delivers to the sandbox's receiver, the dashboard is served, and SIGTERM exits 0."""
+    process = ServeProcess("--demo", "--listen", "127.0.0.1:0", cwd=tmp_path)
+    base = await process.start()
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def everything() -> bool:
+                pollers = (await client.get("/data")).json()["pollers"]
+                types = {
+                    e["type"] for e in (await client.get("/events?limit=1000")).json()["events"]
+                }
+                delivered = (await client.get("/outbox?status=delivered")).json()["deliveries"]
+                return (
+                    all(p["last_success"] for p in pollers)
+                    and "device.reading" in types
+                    and any(t.startswith("webhook.weather.alerts.") for t in types)
+                    and bool(delivered)
+                )
+
+            await until(everything, timeout=60, every=0.5)
+            integrations = (await client.get("/integrations")).json()["integrations"]
+            assert [i["name"] for i in integrations] == ["weather"]
+            page = await client.get("/")
+            assert page.status_code == 200
+            assert "text/html" in page.headers["content-type"]
+        process.signal(signal.SIGTERM)
+        assert await process.wait() == 0
+    finally:
+        await process.stop()
+    assert "Traceback" not in process.stderr()
