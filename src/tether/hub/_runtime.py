@@ -842,6 +842,8 @@ class Hub:
                 options["description"] = spec.description
             if spec.timeout is not None:
                 options["timeout"] = spec.timeout
+            # None on update puts the endpoint back on the outbox's schedule.
+            options["schedule"] = spec.schedule
             current = await self.outbox_store.get_endpoint(item.name)
             if current is None:
                 try:

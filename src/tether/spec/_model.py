@@ -30,6 +30,7 @@ from tether._errors import ConfigError
 from tether._flow import Breaker, Bulkhead, RateLimit, RateLimiter
 from tether.spec._jsonschema import check_schema
 from tether.webhooks._api import SCHEMES
+from tether.webhooks._outbox_policy import check_schedule
 
 __all__ = [
     "ApiKeyAuth",
@@ -961,6 +962,11 @@ class OutboxEndpointSpec(_Model):
     rate_limit: str | None = Field(default=None, description="e.g. '10/s'.")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0, le=60)
+    schedule: list[float] | None = Field(
+        default=None,
+        description="Retry delays in seconds after the first attempt; [] makes the first "
+        "failure final; default: the outbox's schedule (1 min ... 10 h).",
+    )
     description: str | None = None
 
     @field_validator("rate_limit")
@@ -968,6 +974,13 @@ class OutboxEndpointSpec(_Model):
     def _rate(cls, value: str | None) -> str | None:
         if value is not None:
             _config(lambda: RateLimit.parse(value))
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            _config(lambda: check_schedule(value))
         return value
 
     @field_validator("url")

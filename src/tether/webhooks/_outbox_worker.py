@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
@@ -192,7 +193,10 @@ class OutboxWorker:
             breaker=breaker,
             follow_redirects=False,
             raise_for_status=False,
-            secrets=[s.value for s in endpoint.secrets],
+            secrets=[*(s.value for s in endpoint.secrets), *_url_secrets(endpoint.url)],
+            # Receivers often take a token in the URL (Azure Functions' ?code=, ?token=): the
+            # attempt log and the log records show the URL, never those values.
+            redact_params=_query_names(endpoint.url),
             clock=self.clock,
         )
 
@@ -603,6 +607,16 @@ class OutboxWorker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _query_names(url: str) -> list[str]:
+    return [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+
+
+def _url_secrets(url: str) -> list[str]:
+    """A password in the URL's userinfo is a credential wherever it shows up."""
+    password = urlsplit(url).password
+    return [password] if password else []
 
 
 def _breaker_fields(breaker: Breaker) -> dict[str, Any]:
