@@ -25,7 +25,7 @@ from tether._core._breaker import BreakerMetrics
 from tether._errors import ConfigError, ResponseValidationError
 from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
 from tether._graphql import graphql as _graphql
-from tether._models import Content, Request, Response
+from tether._models import Content, Request, Response, new_request
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
 from tether._redact import Redactor
 from tether._status import status_error
@@ -76,6 +76,11 @@ class ClientState(enum.Enum):
     CLOSED = 3
 
 
+# Module globals: checked on every request, and a global is one lookup, an enum member two.
+_OPENED = ClientState.OPENED
+_CLOSED = ClientState.CLOSED
+
+
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
@@ -107,6 +112,26 @@ def _params(params: ParamsTypes | None) -> list[tuple[str, str]] | None:
         else:
             result.append((name, _param_text(value)))
     return result
+
+
+def _body(
+    headers: CIMultiDict[str],
+    json: Any,
+    data: Mapping[str, Any] | None,
+    content: bytes | str | Content,
+) -> Content:
+    """The encoded body; sets the Content-Type that goes with it unless one is set."""
+    if (json is not None) + (data is not None) + (content is not None) > 1:
+        raise ConfigError("pass at most one of json=, data= and content=")
+    if json is not None:
+        headers.setdefault("Content-Type", "application/json")
+        return jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+    if data is not None:
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        return urlencode(data, doseq=True).encode()
+    if isinstance(content, str):
+        return content.encode()
+    return content
 
 
 @lru_cache(maxsize=256)
@@ -340,44 +365,38 @@ class Client:
         timeout: Timeout | float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> Request:
         """The `Request` a call would send, before auth and retries; no I/O."""
-        if self._state is ClientState.CLOSED:
+        if self._state is _CLOSED:
             raise ConfigError("the client is closed; create a new one")
         merged = self._headers.copy()
         if headers:
             merged.update(headers)
-        if (json is not None) + (data is not None) + (content is not None) > 1:
-            raise ConfigError("pass at most one of json=, data= and content=")
         body: Content = None
-        if json is not None:
-            body = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
-            merged.setdefault("Content-Type", "application/json")
-        elif data is not None:
-            body = urlencode(data, doseq=True).encode()
-            merged.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        elif isinstance(content, str):
-            body = content.encode()
+        if json is not None or data is not None or content is not None:
+            body = _body(merged, json, data, content)
+        if timeout is USE_CLIENT_DEFAULT:
+            limits = None
+            total = self._timeout.total
         else:
-            body = content
-        limits = self._timeout if timeout is USE_CLIENT_DEFAULT else Timeout.coerce(timeout)
-        total = limits.total
-        request = Request(
-            method.upper(),
-            self._resolve(url),
-            params=_params(params),
+            limits = Timeout.coerce(timeout)
+            total = limits.total
+        request = new_request(
+            method=method.upper(),
+            url=self._urls.get(url) or self._resolve(url),
+            params=_params(params) if params else None,
             headers=merged,
             content=body,
             deadline=None if total is None else self._clock.monotonic() + total,
             redactor=self._redactor,
         )
-        if limits is not self._timeout:
+        if limits is not None and limits is not self._timeout:
             request.extensions[TIMEOUT_EXTENSION] = limits
         return request
 
     def _prepare(self, request: Request, retry: Retry | UseClientDefault | None) -> None:
-        if self._state is not ClientState.OPENED:
-            if self._state is ClientState.CLOSED:
+        if self._state is not _OPENED:
+            if self._state is _CLOSED:
                 raise ConfigError("the client is closed; create a new one")
-            self._state = ClientState.OPENED
+            self._state = _OPENED
         if retry is not USE_CLIENT_DEFAULT:
             request.extensions[RETRY_EXTENSION] = retry if retry is not None else NO_RETRY
 
@@ -437,9 +456,16 @@ class Client:
             if self._cache is None:
                 raise ConfigError("cache_ttl= needs a client created with cache=tether.Cache()")
             request.extensions[CACHE_TTL_EXTENSION] = cache_ttl
-        # The pipeline is awaited here rather than through send(): one frame less per call.
-        self._prepare(request, retry)
-        return self._finish(await self._send(request), raise_for_status)
+        # build_request refused a closed client, so this only marks the first use.
+        self._state = _OPENED
+        if retry is not USE_CLIENT_DEFAULT:
+            request.extensions[RETRY_EXTENSION] = retry if retry is not None else NO_RETRY
+        # The pipeline is awaited here rather than through send(), and a success skips
+        # _finish: every call made here is paid by every request.
+        response = await self._send(request)
+        if response.status >= 400:
+            return self._finish(response, raise_for_status)
+        return response
 
     async def get(self, url: str, **kwargs: Any) -> Response:
         return await self.request("GET", url, **kwargs)

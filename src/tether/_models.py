@@ -30,6 +30,14 @@ _REQUEST_ID_HEADERS = (
 
 _NO_REDACTION = Redactor()
 
+# The decoder `json.loads` itself uses when given no options.
+_JSON = jsonlib.JSONDecoder()
+
+# Hot-path constructors below allocate with this and fill the slots themselves: calling a class
+# with keyword arguments costs CPython a tuple, a dict and a trip through type.__call__, more
+# than a whole request spends in tether's own code.
+_new = object.__new__
+
 
 class Request:
     """One HTTP request as the pipeline sees it. Policies may change it between attempts."""
@@ -104,6 +112,31 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request [{self.method} {self.redacted_url()}]>"
+
+
+def new_request(
+    *,
+    method: str,
+    url: str,
+    params: list[tuple[str, str]] | None,
+    headers: CIMultiDict[str],
+    content: Content,
+    deadline: float | None,
+    redactor: Redactor,
+) -> Request:
+    """`Request(...)` without the call overhead, for the client's own request path."""
+    request: Request = _new(Request)
+    request.method = method
+    request.url = url
+    request.params = params
+    request.headers = headers
+    request.content = content
+    request.deadline = deadline
+    request.timeout = None
+    request.connect_timeout = None
+    request.extensions = {}
+    request.redactor = redactor
+    return request
 
 
 class Response:
@@ -189,11 +222,40 @@ class Response:
         return self._text
 
     def json(self) -> Any:
-        # RFC 8259 §8.1: JSON is UTF-8; json.loads sniffs UTF-16/32 from bytes itself.
-        return jsonlib.loads(self.content)
+        content = self.content
+        # RFC 8259 §8.1: JSON is UTF-8. A body opening with an ASCII character and a non-NUL
+        # byte carries no BOM and cannot be UTF-16/32, which is all json.loads would sniff for.
+        if len(content) > 1 and 0 < content[0] < 0x80 and content[1]:
+            return _JSON.decode(content.decode("utf-8", "surrogatepass"))
+        return jsonlib.loads(content)
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}]>"
+
+
+def received_response(
+    *,
+    status: int,
+    headers: Headers,
+    content: bytes,
+    reason: str | None,
+    url: str,
+    request: Request,
+) -> Response:
+    """`Response(...)` without the call overhead, for transports whose headers are already a
+    read-only case-insensitive view."""
+    response: Response = _new(Response)
+    response.status = status
+    response.headers = headers
+    response.content = content
+    response.reason = reason if reason is not None else _reason(status)
+    response.url = url
+    response.request = request
+    response.elapsed = 0.0
+    response.attempts = 1
+    response.from_cache = False
+    response._text = None
+    return response
 
 
 def _reason(status: int) -> str:
