@@ -17,17 +17,19 @@ from tether._errors import (
     ReadTimeout,
     RequestError,
 )
-from tether._models import Response
+from tether._models import received_response
 from tether.transports._base import scrub_exception
 
 if TYPE_CHECKING:
-    from tether._models import Request
+    from tether._models import Request, Response
 
 __all__ = ["AiohttpTransport", "ssl_option"]
 
 logger = logging.getLogger("tether")
 
 VerifyTypes = bool | str | ssl.SSLContext
+
+_UNSET = -1.0
 
 
 def ssl_option(verify: VerifyTypes) -> bool | ssl.SSLContext:
@@ -57,11 +59,13 @@ class AiohttpTransport:
     """
 
     __slots__ = (
-        "_default_timeout",
         "_limit",
         "_owns_session",
         "_session",
         "_ssl",
+        "_timeout_connect",
+        "_timeout_object",
+        "_timeout_total",
     )
 
     def __init__(
@@ -75,9 +79,11 @@ class AiohttpTransport:
         self._owns_session = session is None
         self._ssl = ssl_option(verify)
         self._limit = max_connections
-        self._default_timeout: tuple[float | None, float | None, aiohttp.ClientTimeout] | None = (
-            None
-        )
+        # The limits most attempts share (the client's defaults) and their ClientTimeout. Limits
+        # are positive or None, so -1 matches no attempt until the first one fills these in.
+        self._timeout_total: float | None = _UNSET
+        self._timeout_connect: float | None = _UNSET
+        self._timeout_object = aiohttp.ClientTimeout()
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
@@ -92,52 +98,70 @@ class AiohttpTransport:
         return session
 
     def _timeout(self, total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
-        # Most attempts use the client's default limits: reuse that object instead of building one.
-        cached = self._default_timeout
-        if cached is not None and cached[0] == total and cached[1] == connect:
-            return cached[2]
         # sock_connect bounds establishing a connection; `connect=` would also arm a timer
         # around every pool checkout, a cost on each request for a wait `total` bounds anyway.
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect)
-        if cached is None:
-            self._default_timeout = (total, connect, timeout)
+        if self._timeout_total == _UNSET:
+            self._timeout_total, self._timeout_connect = total, connect
+            self._timeout_object = timeout
         return timeout
 
     async def send(self, request: Request) -> Response:
         session = self._session
         if session is None:
             session = self._open()
-        elif session.closed:
-            raise ConfigError("the aiohttp session given to the client has been closed")
+        total, connect = request.timeout, request.connect_timeout
+        # Most attempts use the client's default limits: reuse that object, built once.
+        if total == self._timeout_total and connect == self._timeout_connect:
+            timeout = self._timeout_object
+        else:
+            timeout = self._timeout(total, connect)
         try:
-            async with session.request(
+            # Awaited rather than entered with `async with`: leaving the block does release()
+            # and wait_for_close(), and once the whole body is read the latter only releases
+            # again. That is five coroutines per request saved; on a failure both still run.
+            raw = await session.request(
                 request.method,
                 request.url,
                 params=request.params,
                 headers=request.headers,
                 data=request.content,
-                timeout=self._timeout(request.timeout, request.connect_timeout),
+                timeout=timeout,
                 allow_redirects=False,
                 # True defers to the connector, so a borrowed session keeps its own TLS setup.
                 ssl=self._ssl,
-            ) as raw:
+            )
+            try:
                 body = await raw.read()
-                return Response(
-                    raw.status,
-                    headers=raw.headers,
-                    content=body,
-                    reason=raw.reason,
-                    # Redirects are not followed here, so this is the URL that answered.
-                    url=request.url,
-                    request=request,
-                )
+            except BaseException:
+                raw.release()
+                await raw.wait_for_close()
+                raise
+            raw.release()
         except RequestError:
             raise
         except Exception as exc:
+            # aiohttp checks for a closed session before anything else; looking only now keeps
+            # the check off the path of every request that succeeds.
+            if session.closed:
+                raise ConfigError(
+                    "the aiohttp session given to the client has been closed"
+                    if not self._owns_session
+                    else "the client is closed; create a new one"
+                ) from None
             mapped = _map_error(exc, request)
             if mapped is exc:
                 raise
             raise mapped from exc
+        return received_response(
+            status=raw.status,
+            headers=raw.headers,
+            content=body,
+            reason=raw.reason,
+            # Redirects are not followed here, so this is the URL that answered.
+            url=request.url,
+            request=request,
+        )
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
