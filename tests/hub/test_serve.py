@@ -213,21 +213,29 @@ async def test_the_demo_runs_every_feature_and_stops_on_sigterm(tmp_path: Path) 
     base = await process.start()
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            missing: list[str] = []
 
             async def everything() -> bool:
                 pollers = (await client.get("/data")).json()["pollers"]
-                types = {
-                    e["type"] for e in (await client.get("/events?limit=1000")).json()["events"]
-                }
+                events = (await client.get("/events?limit=1000")).json()["events"]
+                types = {e["type"] for e in events}
                 delivered = (await client.get("/outbox?status=delivered")).json()["deliveries"]
-                return (
-                    all(p["last_success"] for p in pollers)
-                    and "device.reading" in types
-                    and any(t.startswith("webhook.weather.alerts.") for t in types)
-                    and bool(delivered)
-                )
+                missing[:] = [
+                    what
+                    for what, seen in (
+                        ("poll", all(p["last_success"] for p in pollers)),
+                        ("reading", "device.reading" in types),
+                        ("alert", any(t.startswith("webhook.weather.alerts.") for t in types)),
+                        ("delivery", bool(delivered)),
+                    )
+                    if not seen
+                ]
+                return not missing
 
-            await until(everything, timeout=60, every=0.5)
+            try:
+                await until(everything, timeout=90, every=0.5)
+            except AssertionError:
+                raise AssertionError(f"not seen: {missing}\n{process.stderr()}") from None
             integrations = (await client.get("/integrations")).json()["integrations"]
             assert [i["name"] for i in integrations] == ["weather"]
             page = await client.get("/")
