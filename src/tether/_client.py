@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import TypeAdapter, ValidationError
 
 from tether._cache_config import Cache
@@ -25,7 +25,7 @@ from tether._core._breaker import BreakerMetrics
 from tether._errors import ConfigError, ResponseValidationError
 from tether._flow import Breaker, Bulkhead, RateLimitTypes, rate_limiters
 from tether._graphql import graphql as _graphql
-from tether._models import Content, Request, Response, new_request
+from tether._models import DEFAULT_HEADERS, Content, Request, Response, new_request
 from tether._observe import Observer, RequestHook, ResponseHook, RetryHook
 from tether._redact import Redactor
 from tether._status import status_error
@@ -227,9 +227,12 @@ class Client:
         self._retry = retry if retry is not None else NO_RETRY
         self._raise_for_status = raise_for_status
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT})
+        # Read-only: requests that add no header of their own share this map as it is.
+        self._headers = DEFAULT_HEADERS
         if headers:
-            self._headers.update(headers)
+            merged = DEFAULT_HEADERS.copy()
+            merged.update(headers)
+            self._headers = CIMultiDictProxy(merged)
         if transport is not None and verify is not True:
             raise ConfigError(
                 "verify= configures the transport tether builds; set TLS options on the "
@@ -367,12 +370,16 @@ class Client:
         """The `Request` a call would send, before auth and retries; no I/O."""
         if self._state is _CLOSED:
             raise ConfigError("the client is closed; create a new one")
-        merged = self._headers.copy()
-        if headers:
-            merged.update(headers)
+        request_headers: CIMultiDict[str] | CIMultiDictProxy[str] = self._headers
         body: Content = None
-        if json is not None or data is not None or content is not None:
-            body = _body(merged, json, data, content)
+        has_body = json is not None or data is not None or content is not None
+        if headers or has_body:
+            merged = self._headers.copy()
+            if headers:
+                merged.update(headers)
+            if has_body:
+                body = _body(merged, json, data, content)
+            request_headers = merged
         if timeout is USE_CLIENT_DEFAULT:
             limits = None
             total = self._timeout.total
@@ -383,7 +390,7 @@ class Client:
             method=method.upper(),
             url=self._urls.get(url) or self._resolve(url),
             params=_params(params) if params else None,
-            headers=merged,
+            headers=request_headers,
             content=body,
             deadline=None if total is None else self._clock.monotonic() + total,
             redactor=self._redactor,

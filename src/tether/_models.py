@@ -10,6 +10,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tether._redact import Redactor
+from tether._version import __version__
 
 __all__ = ["Content", "Headers", "Request", "Response"]
 
@@ -30,6 +31,13 @@ _REQUEST_ID_HEADERS = (
 
 _NO_REDACTION = Redactor()
 
+#: The headers of every client created without `headers=`: one read-only map shared by all
+#: their requests, which the aiohttp transport recognises (by identity) and leaves to the
+#: session it owns, where they are set once.
+DEFAULT_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(
+    CIMultiDict({"User-Agent": f"tether/{__version__}"})
+)
+
 # The decoder `json.loads` itself uses when given no options.
 _JSON = jsonlib.JSONDecoder()
 
@@ -43,11 +51,11 @@ class Request:
     """One HTTP request as the pipeline sees it. Policies may change it between attempts."""
 
     __slots__ = (
+        "_headers",
         "connect_timeout",
         "content",
         "deadline",
         "extensions",
-        "headers",
         "method",
         "params",
         "redactor",
@@ -70,7 +78,9 @@ class Request:
         #: Absolute URL; `params` are appended by the transport.
         self.url = url
         self.params = params
-        self.headers: CIMultiDict[str] = headers if headers is not None else CIMultiDict()
+        self._headers: CIMultiDict[str] | CIMultiDictProxy[str] = (
+            headers if headers is not None else CIMultiDict()
+        )
         self.content = content
         #: Monotonic time by which the whole call (all attempts and waits) must finish.
         self.deadline = deadline
@@ -87,7 +97,7 @@ class Request:
             self.method,
             self.url,
             params=list(self.params) if self.params is not None else None,
-            headers=self.headers.copy(),
+            headers=self._headers.copy(),
             content=self.content,
             deadline=self.deadline,
             redactor=self.redactor,
@@ -96,6 +106,20 @@ class Request:
         clone.connect_timeout = self.connect_timeout
         clone.extensions = dict(self.extensions)
         return clone
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The headers to send; policies may change them."""
+        headers = self._headers
+        if type(headers) is CIMultiDictProxy:
+            # The client's defaults, shared read-only by every request that added nothing to
+            # them: copied on first use, so a request that nobody looks at never pays for it.
+            headers = self._headers = headers.copy()
+        return headers  # type: ignore[return-value]
+
+    @headers.setter
+    def headers(self, headers: CIMultiDict[str]) -> None:
+        self._headers = headers
 
     @property
     def replayable(self) -> bool:
@@ -119,17 +143,21 @@ def new_request(
     method: str,
     url: str,
     params: list[tuple[str, str]] | None,
-    headers: CIMultiDict[str],
+    headers: CIMultiDict[str] | CIMultiDictProxy[str],
     content: Content,
     deadline: float | None,
     redactor: Redactor,
 ) -> Request:
-    """`Request(...)` without the call overhead, for the client's own request path."""
+    """`Request(...)` without the call overhead, for the client's own request path.
+
+    `headers` may be a read-only view shared with other requests (the client's defaults);
+    `Request.headers` copies it before handing it out.
+    """
     request: Request = _new(Request)
     request.method = method
     request.url = url
     request.params = params
-    request.headers = headers
+    request._headers = headers
     request.content = content
     request.deadline = deadline
     request.timeout = None

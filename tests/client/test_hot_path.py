@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import tether
-from tests.conftest import FaultServer
+from tests.conftest import FaultServer, LoopbackServer
 from tether.transports import AiohttpTransport
 
 BODIES = [
@@ -70,3 +71,37 @@ async def test_a_lent_session_closed_by_its_owner_is_a_config_error(
         with pytest.raises(tether.ConfigError, match="given to the client has been closed"):
             await client.get("/x")
     assert fault_server.requests == 0
+
+
+async def _echo_headers(request: web.Request) -> web.StreamResponse:
+    return web.json_response(
+        {"ua": request.headers.getall("User-Agent"), "x": "X-Once" in request.headers}
+    )
+
+
+@pytest.mark.parametrize("lend", [False, True], ids=["own session", "lent session"])
+async def test_default_headers_are_shared_but_never_changed(
+    server: LoopbackServer, lend: bool
+) -> None:
+    """A header a hook adds to one request's shared defaults reaches that request only."""
+    server.route("GET", "/h", _echo_headers)
+    first: list[bool] = []
+
+    def add_once(request: tether.Request) -> None:
+        if not first:
+            first.append(True)
+            request.headers["X-Once"] = "1"
+
+    async with (
+        aiohttp.ClientSession() as session,
+        tether.Client(server.url, session=session if lend else None, on_request=add_once) as client,
+    ):
+        answers = [(await client.get("/h")).json() for _ in range(3)]
+        custom = (await client.get("/h", headers={"user-agent": "mine/1"})).json()
+    agent = f"tether/{tether.__version__}"
+    assert answers == [
+        {"ua": [agent], "x": True},
+        {"ua": [agent], "x": False},
+        {"ua": [agent], "x": False},
+    ]
+    assert custom == {"ua": ["mine/1"], "x": False}

@@ -17,7 +17,7 @@ from tether._errors import (
     ReadTimeout,
     RequestError,
 )
-from tether._models import received_response
+from tether._models import DEFAULT_HEADERS, received_response
 from tether.transports._base import scrub_exception
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class AiohttpTransport:
 
     __slots__ = (
         "_limit",
+        "_own_defaults",
         "_owns_session",
         "_session",
         "_ssl",
@@ -77,6 +78,9 @@ class AiohttpTransport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
+        # A session we create sends the default headers itself, so requests that carry just
+        # those pass none and aiohttp skips merging them in; a lent session keeps its own.
+        self._own_defaults = DEFAULT_HEADERS if session is None else None
         self._ssl = ssl_option(verify)
         self._limit = max_connections
         # The limits most attempts share (the client's defaults) and their ClientTimeout. Limits
@@ -88,7 +92,9 @@ class AiohttpTransport:
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
         # An API client should not carry cookies from one call into the next unasked.
-        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), headers=DEFAULT_HEADERS
+        )
         # aiohttp silently resends an idempotent request once when a connection drops; the retry
         # policy already decides that, and a hidden extra send would escape its attempt count,
         # its log records and the retry budget.
@@ -116,6 +122,8 @@ class AiohttpTransport:
             timeout = self._timeout_object
         else:
             timeout = self._timeout(total, connect)
+        # The raw field, not the property: reading that would copy a shared read-only map.
+        headers = request._headers
         try:
             # Awaited rather than entered with `async with`: leaving the block does release()
             # and wait_for_close(), and once the whole body is read the latter only releases
@@ -124,7 +132,7 @@ class AiohttpTransport:
                 request.method,
                 request.url,
                 params=request.params,
-                headers=request.headers,
+                headers=headers if headers is not self._own_defaults else None,
                 data=request.content,
                 timeout=timeout,
                 allow_redirects=False,
