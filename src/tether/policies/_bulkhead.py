@@ -28,35 +28,42 @@ class _Compartment:
 
 
 class BulkheadPolicy:
-    __slots__ = ("_clock", "_compartments", "_settings")
+    __slots__ = ("_clock", "_compartments", "_limit", "_only", "_settings")
 
     def __init__(self, settings: Bulkhead, *, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
         self._compartments: dict[str, _Compartment] = {}
+        self._limit = settings.max_concurrent
+        # scope="client" has one compartment for every request: found once, here.
+        self._only: _Compartment | None = None
+        if settings.scope != "host":
+            self._only = self._compartments[""] = _Compartment()
 
     def _compartment(self, request: Request) -> _Compartment:
-        key = ""
-        if self._settings.scope == "host":
-            url = request.url
-            end = url.find("/", url.find("://") + 3)
-            key = url if end < 0 else url[:end]
+        if self._only is not None:
+            return self._only
+        url = request.url
+        end = url.find("/", url.find("://") + 3)
+        key = url if end < 0 else url[:end]
         compartment = self._compartments.get(key)
         if compartment is None:
             compartment = self._compartments[key] = _Compartment()
         return compartment
 
     async def send(self, request: Request, next_: Send) -> Response:
-        compartment = self._compartment(request)
-        settings = self._settings
-        if compartment.in_flight >= settings.max_concurrent or compartment.waiters:
+        compartment = self._only or self._compartment(request)
+        if compartment.in_flight >= self._limit or compartment.waiters:
             await self._wait_turn(compartment, request)
         else:
             compartment.in_flight += 1
         try:
             return await next_(request)
         finally:
-            self._release(compartment)
+            if compartment.waiters:
+                self._release(compartment)
+            else:
+                compartment.in_flight -= 1
 
     async def _wait_turn(self, compartment: _Compartment, request: Request) -> None:
         if len(compartment.waiters) >= self._settings.max_queue:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -37,7 +37,15 @@ class RateLimitPolicy:
     time, so no limiter is spent while another still holds the request back.
     """
 
-    __slots__ = ("_clock", "_credential_key", "_limiters", "_shared", "_simple", "_split")
+    __slots__ = (
+        "_clock",
+        "_credential_key",
+        "_limiters",
+        "_shared",
+        "_simple",
+        "_simple_key",
+        "_split",
+    )
 
     def __init__(
         self, limiters: Sequence[RateLimiter], *, clock: Clock, credential_key: str
@@ -52,6 +60,15 @@ class RateLimitPolicy:
         self._clock = clock
         self._credential_key = credential_key
         self._split: dict[str, tuple[str, str]] = {}
+        # A limiter for every path with one bucket per client (or credential) has the same key
+        # for every request: known now, the URL need not be looked at per request.
+        self._simple_key: str | None = None
+        if self._simple is not None and self._simple.paths is None:
+            scope = self._simple.scope
+            if scope == "client":
+                self._simple_key = ""
+            elif scope == "credential":
+                self._simple_key = credential_key
 
     def _locate(self, url: str) -> tuple[str, str]:
         located = self._split.get(url)
@@ -69,7 +86,13 @@ class RateLimitPolicy:
             return origin
         return self._credential_key
 
-    async def send(self, request: Request, next_: Send) -> Response:
+    def send(self, request: Request, next_: Send) -> Awaitable[Response]:
+        # Not a coroutine itself: the common case goes straight to its own, one frame less.
+        if self._simple is not None and not self._shared:
+            return self._send_simple(self._simple, request, next_)
+        return self._send(request, next_)
+
+    async def _send(self, request: Request, next_: Send) -> Response:
         clock = self._clock
         cost: Cost = request.extensions.get(COST_EXTENSION, 1.0)
         origin, path = self._locate(request.url)
@@ -83,9 +106,7 @@ class RateLimitPolicy:
                 shared.append((limiter, key))
         now = clock.monotonic()
         if self._simple is not None and not shared:
-            return await self._send_simple(
-                self._simple, request, next_, cost=cost, origin=origin, path=path, now=now
-            )
+            return await self._send_simple(self._simple, request, next_)
         held: list[tuple[RateLimiter, str]] = []
         wait = 0.0
         max_wait: float | None = None
@@ -141,25 +162,21 @@ class RateLimitPolicy:
             self._observe(held, response)
         return response
 
-    async def _send_simple(
-        self,
-        limiter: RateLimiter,
-        request: Request,
-        next_: Send,
-        *,
-        cost: Cost,
-        origin: str,
-        path: str,
-        now: float,
-    ) -> Response:
+    async def _send_simple(self, limiter: RateLimiter, request: Request, next_: Send) -> Response:
         """One configured, non-adaptive limiter: reserve in a single step (the common case)."""
-        if not limiter.applies(path):
-            return await next_(request)
-        key = self._key(limiter, origin)
+        cost: Cost = request.extensions.get(COST_EXTENSION, 1.0)
+        key = self._simple_key
+        if key is None:
+            origin, path = self._locate(request.url)
+            if not limiter.applies(path):
+                return await next_(request)
+            key = self._key(limiter, origin)
+        clock = self._clock
+        now = clock.monotonic()
         deadline = request.deadline
         allowed = math.inf if limiter.max_wait is None else limiter.max_wait
-        if deadline is not None:
-            allowed = min(allowed, deadline - now)
+        if deadline is not None and deadline - now < allowed:
+            allowed = deadline - now
         wait = limiter.try_reserve(key, now, cost, allowed)
         if wait is None:
             # Refused and nothing reserved: say how long it would have been, and why.
@@ -176,14 +193,14 @@ class RateLimitPolicy:
             )
         if wait > 0:
             try:
-                await self._clock.sleep(wait)
+                await clock.sleep(wait)
             except asyncio.CancelledError:
-                limiter.refund(key, self._clock.monotonic(), cost)
+                limiter.refund(key, clock.monotonic(), cost)
                 raise
         try:
             return await next_(request)
         except (CircuitOpenError, BulkheadFull):
-            limiter.refund(key, self._clock.monotonic(), cost)
+            limiter.refund(key, clock.monotonic(), cost)
             raise
 
     async def _refund_shared(self, shared: list[tuple[RateLimiter, str]], cost: Cost) -> None:
