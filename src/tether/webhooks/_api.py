@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from tether._errors import ConfigError
 from tether.webhooks._base import Incoming, Outgoing, Scheme
@@ -15,10 +16,10 @@ from tether.webhooks._result import VerifiedWebhook
 from tether.webhooks._secrets import Secrets, unwrap_secrets
 from tether.webhooks._standard import StandardScheme
 from tether.webhooks._stripe import StripeScheme
-from tether.webhooks._time import DEFAULT_TOLERANCE, freshness, sign_timestamp
+from tether.webhooks._time import DEFAULT_TOLERANCE, Freshness, freshness, sign_timestamp
 from tether.webhooks._twilio import TwilioScheme
 
-__all__ = ["SCHEMES", "sign", "verify"]
+__all__ = ["SCHEMES", "PreparedVerifier", "prepare_verifier", "sign", "verify"]
 
 _FACTORIES: dict[str, Callable[[Options], Scheme]] = {
     "github": GitHubScheme.from_options,
@@ -95,6 +96,40 @@ def verify(
         freshness=freshness(now, tolerance),
     )
     return implementation.verify(incoming)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedVerifier:
+    """`verify()` with the scheme, its options, the secrets and the tolerance checked once.
+
+    For receivers that verify every delivery of a source against the same settings.
+    """
+
+    scheme: Scheme
+    secrets: tuple[str | bytes, ...] = field(repr=False)
+    tolerance: float | None
+
+    def __call__(self, headers: HeaderView, body: bytes, now: float) -> VerifiedWebhook:
+        return self.scheme.verify(
+            Incoming(
+                headers=headers,
+                body=body,
+                secrets=self.secrets,
+                freshness=Freshness(now, self.tolerance),
+            )
+        )
+
+
+def prepare_verifier(
+    scheme: str,
+    *,
+    secret: Secrets,
+    tolerance: float | None = DEFAULT_TOLERANCE,
+    **options: object,
+) -> PreparedVerifier:
+    """A verifier for one source; raises ConfigError as `verify()` would, but once."""
+    checked = freshness(0.0, tolerance)
+    return PreparedVerifier(_scheme(scheme, options), unwrap_secrets(secret), checked.tolerance)
 
 
 def sign(

@@ -29,7 +29,7 @@ from tether._errors import ConfigError, WebhookVerificationError
 from tether._redact import REDACTED, SENSITIVE_HEADERS
 from tether.stores import InboxStore, NewEvent, StoreError, open_inbox_store
 from tether.stores._inbox import MAX_EVENT_ID
-from tether.webhooks._api import SCHEMES, verify
+from tether.webhooks._api import SCHEMES, prepare_verifier, verify
 from tether.webhooks._delivery import (
     Extractor,
     ReceivedWebhook,
@@ -38,6 +38,7 @@ from tether.webhooks._delivery import (
     default_extractors,
 )
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, HandlerFunc, Handlers
+from tether.webhooks._headers import HeaderView
 from tether.webhooks._secrets import Secrets, unwrap_secrets
 
 if TYPE_CHECKING:
@@ -220,7 +221,15 @@ _NOT_ALLOWED = b'{"error":"method not allowed"}'
 class _Receiver:
     """The ASGI endpoint of one source."""
 
-    __slots__ = ("_headers_type", "_id_from", "_inbox", "_limit", "_type_from", "source")
+    __slots__ = (
+        "_headers_type",
+        "_id_from",
+        "_inbox",
+        "_limit",
+        "_type_from",
+        "_verify",
+        "source",
+    )
 
     def __init__(self, inbox: Inbox, source: Source, headers_type: Any) -> None:
         self._inbox = inbox
@@ -236,6 +245,10 @@ class _Receiver:
             else compile_extractor(source.type_from, "type_from")
         )
         self._headers_type = headers_type
+        # The scheme, its options and the secrets are checked once, not per delivery.
+        self._verify = prepare_verifier(
+            source.scheme, secret=source.secrets, tolerance=source.tolerance, **source.options
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with contextlib.suppress(_Disconnected):
@@ -266,15 +279,7 @@ class _Receiver:
         inbox = self._inbox
         source = self.source
         try:
-            verified = verify(
-                source.scheme,
-                secret=source.secrets,
-                headers=headers,
-                body=body,
-                now=inbox.clock.time(),
-                tolerance=source.tolerance,
-                **source.options,
-            )
+            verified = self._verify(HeaderView(headers), body, inbox.clock.time())
         except WebhookVerificationError as exc:
             # The sender learns nothing about why; the operator does.
             logger.warning("rejected a %s webhook: %s", source.name, exc.reason.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import secrets
 from dataclasses import dataclass, field
 
@@ -95,6 +96,9 @@ def _need_cryptography() -> None:
         )
 
 
+# Parsing a secret (base64, an Ed25519 key object) costs more than the HMAC it feeds, and a
+# receiver checks every delivery against the same few secrets. Errors are not cached.
+@functools.lru_cache(maxsize=64)
 def standard_key(secret: str | bytes, position: int) -> StandardKey:
     """The key a Standard Webhooks secret stands for.
 
