@@ -137,6 +137,7 @@ class RetryPolicy:
     """
 
     __slots__ = (
+        "_by_url",
         "_clock",
         "_hosts",
         "_observer",
@@ -168,6 +169,8 @@ class RetryPolicy:
         self._observer = observer
         self._random = rand or random.Random()
         self._hosts: dict[str, HostState] = {}
+        # The same state by full URL: most calls repeat a URL, and one lookup is all they pay.
+        self._by_url: dict[str, HostState] = {}
         self._shared = shared_advice
         self._warned_at = -math.inf
 
@@ -177,12 +180,19 @@ class RetryPolicy:
             state = self._hosts[host] = HostState(self._retry, host)
         return state
 
+    def _state_for(self, request: Request) -> HostState:
+        state = self.host_state(_host_of(request))
+        if len(self._by_url) >= 1024:
+            self._by_url.clear()
+        self._by_url[request.url] = state
+        return state
+
     # One frame for the whole success path: every extra call here is paid by every request.
     async def send(self, request: Request, next_: Send) -> Response:  # noqa: PLR0915
         retry: Retry = request.extensions.get(RETRY_EXTENSION, self._retry)
         clock = self._clock
         observer = self._observer
-        state = self.host_state(_host_of(request))
+        state = self._by_url.get(request.url) or self._state_for(request)
         if retry.idempotency_key and request.method not in retry.idempotent_methods:
             # One key per call, reused by every attempt: that is what makes the repeat safe.
             request.headers.setdefault(retry.idempotency_header, str(uuid.uuid4()))
