@@ -42,6 +42,9 @@ def _error_kind(error: RequestError) -> ErrorKind:
     return ErrorKind.NETWORK
 
 
+_CANCELLED = classify(None, ErrorKind.CANCELLED)
+
+
 class BreakerPolicy:
     """Records every attempt's outcome; an open circuit raises `CircuitOpenError` unsent.
 
@@ -51,12 +54,15 @@ class BreakerPolicy:
     quorum of instances report the circuit open; a closed circuit then opens on that evidence.
     """
 
-    __slots__ = ("_clock", "_settings", "_states")
+    __slots__ = ("_by_url", "_clock", "_settings", "_states")
 
     def __init__(self, settings: Breaker, *, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
         self._states: dict[str, BreakerState] = {}
+        # Key and circuit by full URL: the URL is the client's cached string, so a repeated
+        # URL costs one lookup instead of cutting out and hashing its host again.
+        self._by_url: dict[str, tuple[str, BreakerState]] = {}
 
     def state(self, key: str) -> BreakerState:
         state = self._states.get(key)
@@ -80,10 +86,17 @@ class BreakerPolicy:
         end = url.find("/", url.find("://") + 3)
         return url if end < 0 else url[:end]
 
+    def _circuit(self, request: Request) -> tuple[str, BreakerState]:
+        key = self._key(request)
+        found = key, self.state(key)
+        if len(self._by_url) >= 1024:
+            self._by_url.clear()
+        self._by_url[request.url] = found
+        return found
+
     async def send(self, request: Request, next_: Send) -> Response:
         clock = self._clock
-        key = self._key(request)
-        state = self.state(key)
+        key, state = self._by_url.get(request.url) or self._circuit(request)
         started = clock.monotonic()
         gossip = self._settings.gossip
         if gossip is not None:
@@ -108,7 +121,7 @@ class BreakerPolicy:
             )
         # Every admitted call must report back, or a half-open circuit waits for its probe
         # forever.
-        outcome = classify(None, ErrorKind.CANCELLED)
+        outcome = _CANCELLED
         try:
             response = await next_(request)
         except RequestError as error:
