@@ -21,12 +21,12 @@ from tether._errors import (
     ReadTimeout,
     RequestError,
 )
-from tether._models import Response
+from tether._models import received_response
 from tether.transports._aiohttp import VerifyTypes
 from tether.transports._base import scrub_exception
 
 if TYPE_CHECKING:
-    from tether._models import Request
+    from tether._models import Request, Response
 
 __all__ = ["HttpxTransport"]
 
@@ -83,7 +83,8 @@ class HttpxTransport:
                     request.method,
                     request.url,
                     params=request.params,
-                    headers=list(request.headers.items()),
+                    # The raw field: reading the property would copy a shared read-only map.
+                    headers=list(request._headers.items()),
                     content=request.content,
                     timeout=timeout,
                     follow_redirects=False,
@@ -101,8 +102,8 @@ class HttpxTransport:
                 raise
             raise mapped from exc
         headers = CIMultiDictProxy(CIMultiDict(raw.headers.multi_items()))
-        return Response(
-            raw.status_code,
+        return received_response(
+            status=raw.status_code,
             headers=headers,
             content=raw.content,
             reason=raw.reason_phrase,
