@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tether._errors import ConfigError
 from tether.stores import StoreError
 from tether.stores._inbox import check_identifier
+from tether.stores._open import parse_store_location
 
 __all__ = [
     "HubEvent",
@@ -611,32 +612,20 @@ def split_store_location(location: str) -> tuple[Literal["sqlite", "postgresql"]
     A PostgreSQL URL may name its schema with a `schema=` query parameter, which is taken out
     (libpq does not know it); SQLite locations are a path or `sqlite:///path`.
     """
-    text = location.strip()
-    if not text:
-        raise ConfigError("the hub store location is empty")
-    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
-    if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(text)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        schema = "public"
-        kept = []
-        for name, value in query:
-            if name == "schema":
-                schema = check_identifier(value, "schema")
-            else:
-                kept.append((name, value))
-        return "postgresql", urlunsplit(parts._replace(query=urlencode(kept))), schema
-    if scheme == "sqlite":
-        path = unquote(text[len("sqlite://") :]).removeprefix("/")
-        if not path:
-            raise ConfigError("a sqlite:// URL needs a path, e.g. sqlite:///tether-hub.db")
-        return "sqlite", path, "public"
-    if scheme:
-        raise ConfigError(
-            f"unknown hub store URL scheme {scheme!r}: use a file path, sqlite:///path or "
-            "postgresql://..."
-        )
-    return "sqlite", text, "public"
+    kind, where = parse_store_location(
+        location.strip(), what="hub store", kinds=("sqlite", "postgresql")
+    )
+    if kind != "postgresql":
+        return "sqlite", where, "public"
+    parts = urlsplit(where)
+    schema = "public"
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "schema":
+            schema = check_identifier(value, "schema")
+        else:
+            kept.append((name, value))
+    return "postgresql", urlunsplit(parts._replace(query=urlencode(kept))), schema
 
 
 def open_hub_store(location: str | os.PathLike[str], *, prefix: str = "tether_hub") -> HubStore:
