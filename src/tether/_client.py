@@ -447,44 +447,6 @@ class Client:
         number for every limit, or one per limit. `cache_ttl` keeps this response fresh for
         that many seconds whatever its headers say (0 bypasses the cache for this call).
         """
-        request = self._start(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            json=json,
-            data=data,
-            content=content,
-            timeout=timeout,
-            retry=retry,
-            cost=cost,
-            cache_ttl=cache_ttl,
-        )
-        # The pipeline is awaited here rather than through send(), and a success skips
-        # _finish: every call made here is paid by every request.
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, raise_for_status)
-        return response
-
-    def _start(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: ParamsTypes | None = None,
-        headers: Mapping[str, str] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        content: bytes | str | Content = None,
-        timeout: Timeout | float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        retry: Retry | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        raise_for_status: bool | None = None,
-        cost: float | tuple[float, ...] = 1.0,
-        cache_ttl: float | None = None,
-    ) -> Request:
-        """The request of a call, with its per-call options on it; `raise_for_status` is
-        accepted (the verbs pass all their options here) but applies to the response."""
         request = self.build_request(
             method,
             url,
@@ -505,60 +467,33 @@ class Client:
         self._state = _OPENED
         if retry is not USE_CLIENT_DEFAULT:
             request.extensions[RETRY_EXTENSION] = retry if retry is not None else NO_RETRY
-        return request
-
-    # The verbs repeat request()'s last lines rather than awaiting it: a coroutine less per
-    # call. Without options they call _start plainly, as unpacking even an empty **kwargs
-    # costs more than the coroutine.
+        # The pipeline is awaited here rather than through send(), and a success skips
+        # _finish: every call made here is paid by every request.
+        response = await self._send(request)
+        if response.status >= 400:
+            return self._finish(response, raise_for_status)
+        return response
 
     async def get(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("GET", url, **kwargs) if kwargs else self._start("GET", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("GET", url, **kwargs)
 
     async def head(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("HEAD", url, **kwargs) if kwargs else self._start("HEAD", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("HEAD", url, **kwargs)
 
     async def options(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("OPTIONS", url, **kwargs) if kwargs else self._start("OPTIONS", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("OPTIONS", url, **kwargs)
 
     async def post(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("POST", url, **kwargs) if kwargs else self._start("POST", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("POST", url, **kwargs)
 
     async def put(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("PUT", url, **kwargs) if kwargs else self._start("PUT", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("PUT", url, **kwargs)
 
     async def patch(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("PATCH", url, **kwargs) if kwargs else self._start("PATCH", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("PATCH", url, **kwargs)
 
     async def delete(self, url: str, **kwargs: Any) -> Response:
-        request = self._start("DELETE", url, **kwargs) if kwargs else self._start("DELETE", url)
-        response = await self._send(request)
-        if response.status >= 400:
-            return self._finish(response, kwargs.get("raise_for_status"))
-        return response
+        return await self.request("DELETE", url, **kwargs)
 
     @overload
     async def get_json(self, url: str, *, model: None = None, **kwargs: Any) -> Any: ...
