@@ -29,6 +29,7 @@ from pydantic_core import to_jsonable_python
 
 from tether._client import Client
 from tether._coordinator import Coordinator
+from tether._core._pagination import MISSING, get_path
 from tether._core._polling import is_available
 from tether._errors import ConfigError
 from tether._flow import Breaker, RateLimiter, rate_limiters
@@ -106,21 +107,12 @@ def _matches(event_type: str, filters: tuple[str, ...]) -> bool:
     return False
 
 
-def _dig(message: Any, path: str) -> Any:
-    node = message
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def stream_event_type(template: str, message: Any) -> str:
     """`device.{kind}` filled from the message; a field that is missing becomes empty."""
 
     def fill(match: re.Match[str]) -> str:
-        value = _dig(message, match.group(1))
-        return "" if value is None else _TYPE_UNSAFE.sub("_", str(value))[:100]
+        value = get_path(message, match.group(1))
+        return "" if value is None or value is MISSING else _TYPE_UNSAFE.sub("_", str(value))[:100]
 
     return _TYPE_FIELD.sub(fill, template)
 
