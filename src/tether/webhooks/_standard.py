@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tether._errors import ConfigError, WebhookVerificationError, WebhookVerificationReason
 from tether.webhooks._base import Incoming, Outgoing
@@ -81,6 +81,16 @@ class StandardScheme:
     """Standard Webhooks, with `webhook-*` headers or another prefix such as Svix's `svix-*`."""
 
     header_prefix: str = "webhook"
+    # The three header names, spelled once rather than on every delivery.
+    _id_header: str = field(init=False, repr=False, compare=False)
+    _timestamp_header: str = field(init=False, repr=False, compare=False)
+    _signature_header: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = self.header_prefix
+        object.__setattr__(self, "_id_header", f"{prefix}-id")
+        object.__setattr__(self, "_timestamp_header", f"{prefix}-timestamp")
+        object.__setattr__(self, "_signature_header", f"{prefix}-signature")
 
     @classmethod
     def from_options(cls, options: Options) -> StandardScheme:
@@ -89,20 +99,7 @@ class StandardScheme:
             raise ConfigError("standard option header_prefix= must be letters, digits or '-'")
         return cls(prefix)
 
-    @property
-    def _id_header(self) -> str:
-        return f"{self.header_prefix}-id"
-
-    @property
-    def _timestamp_header(self) -> str:
-        return f"{self.header_prefix}-timestamp"
-
-    @property
-    def _signature_header(self) -> str:
-        return f"{self.header_prefix}-signature"
-
     def verify(self, incoming: Incoming) -> VerifiedWebhook:
-        keys = [standard_key(secret, index) for index, secret in enumerate(incoming.secrets)]
         headers = incoming.headers
         msg_id = headers.require(self._id_header)
         raw_timestamp = headers.require(self._timestamp_header)
@@ -124,8 +121,8 @@ class StandardScheme:
             ) from None
         content = b"%s.%s.%s" % (signed_id, raw_timestamp.encode("ascii"), incoming.body)
         signatures = _parse_signatures(signature_header)
-        for index, key in enumerate(keys):
-            if _matches(key, content, signatures):
+        for index, secret in enumerate(incoming.secrets):
+            if _matches(standard_key(secret, index), content, signatures):
                 # Checked after the signature so that a stale or early timestamp is reported
                 # only for an authentic delivery: it then means clock skew or a replay.
                 incoming.freshness.check(timestamp)
@@ -133,7 +130,7 @@ class StandardScheme:
         raise WebhookVerificationError(
             WebhookVerificationReason.NO_MATCHING_SIGNATURE,
             f"no signature in the {self._signature_header} header matches "
-            f"any of the {len(keys)} given key(s)",
+            f"any of the {len(incoming.secrets)} given key(s)",
         )
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
