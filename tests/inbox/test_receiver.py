@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from tether import FakeClock, stores, webhooks
 from tether._errors import ConfigError
@@ -138,6 +139,30 @@ async def test_a_bad_signature_is_401_with_no_detail_and_nothing_stored(
     assert "timestamp_too_old" in caplog.text
     assert STANDARD_SECRET not in caplog.text
     assert PLAIN_SECRET not in caplog.text
+
+
+async def test_a_header_sent_twice_is_refused_only_when_the_values_differ(
+    inbox: webhooks.Inbox, url: str, http: aiohttp.ClientSession
+) -> None:
+    """Two different signature headers are 401 (either could be the one checked); a repeat
+    of the same value, as some proxies add, is accepted, and both copies are stored."""
+    headers = standard_request(BODY, msg_id="msg_twice")
+    signature = headers.pop("webhook-signature")
+    forged = CIMultiDict(headers)
+    forged.add("webhook-signature", signature)
+    forged.add("Webhook-Signature", "v1," + "A" * 43 + "=")
+    async with http.post(url + "/hooks/std", data=BODY, headers=forged) as response:
+        assert (response.status, await response.read()) == (401, b"")
+    repeated = CIMultiDict(headers)
+    repeated.add("webhook-signature", signature)
+    repeated.add("webhook-signature", signature)
+    async with http.post(url + "/hooks/std", data=BODY, headers=repeated) as response:
+        assert response.status == 200
+    (event,) = await inbox.store.list()
+    assert [value for name, value in event.headers if name == "webhook-signature"] == [
+        signature,
+        signature,
+    ]
 
 
 async def test_the_content_type_is_checked_before_the_signature(

@@ -50,8 +50,15 @@ class ReceivedWebhook:
     def json(self) -> Any:
         """The body parsed as JSON, or None when it is not JSON; parsed at most once."""
         if self._json is _UNPARSED:
+            body = self.body
             try:
-                self._json = json.loads(self.body)
+                # RFC 8259 8.1: JSON is UTF-8. A body opening with an ASCII character and a
+                # non-NUL byte has no BOM and cannot be UTF-16/32, which is all json.loads would
+                # sniff the bytes for, so it is decoded here without the sniffing.
+                if len(body) > 1 and 0 < body[0] < 0x80 and body[1]:
+                    self._json = json.loads(body.decode("utf-8", "surrogatepass"))
+                else:
+                    self._json = json.loads(body)
             except ValueError:  # includes UnicodeDecodeError
                 self._json = None
         return self._json

@@ -38,7 +38,7 @@ from tether.webhooks._delivery import (
     default_extractors,
 )
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, HandlerFunc, Handlers
-from tether.webhooks._headers import HeaderView
+from tether.webhooks._headers import HeaderView, fold
 from tether.webhooks._secrets import Secrets, unwrap_secrets
 
 if TYPE_CHECKING:
@@ -168,14 +168,23 @@ def _media_type(raw: str) -> str:
     return raw.split(";", 1)[0].strip().lower()
 
 
-def _redacted_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
-    # Kept for audit and re-verification; credentials a proxy or sender added are not.
-    pairs = []
+def _decode_headers(
+    raw: Iterable[tuple[bytes, bytes]],
+) -> tuple[HeaderView, tuple[tuple[str, str], ...]]:
+    """One pass over the ASGI headers: the lookup view, and the copy to store.
+
+    The stored copy keeps every header in order, for audit and re-verification, except the
+    credentials a proxy or sender added.
+    """
+    lowered: list[tuple[str, str]] = []
+    stored: list[tuple[str, str]] = []
     for name_bytes, value_bytes in raw:
         name = name_bytes.decode("latin-1")
         value = value_bytes.decode("latin-1")
-        pairs.append((name, REDACTED if name.lower() in SENSITIVE_HEADERS else value))
-    return tuple(pairs)
+        key = name.lower()
+        lowered.append((key, value))
+        stored.append((name, REDACTED if key in SENSITIVE_HEADERS else value))
+    return HeaderView.of_folded(*fold(lowered)), tuple(stored)
 
 
 def _clean_id(found: str | None, delivery: ReceivedWebhook) -> str:
@@ -251,15 +260,18 @@ class _Receiver:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with contextlib.suppress(_Disconnected):
+        # Not contextlib.suppress: that is three more objects per delivery held across a commit.
+        try:  # noqa: SIM105
             await self._serve(scope, receive, send)
+        except _Disconnected:
+            pass
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await _respond(send, 405, _NOT_ALLOWED, extra=[(b"allow", b"POST")])
             return
-        headers = self._headers_type(scope=scope)
-        declared = headers.get("content-length")
+        headers, stored = _decode_headers(scope["headers"])
+        declared = headers.first("content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _respond(send, 400, _BAD_LENGTH)
@@ -267,7 +279,7 @@ class _Receiver:
             if int(declared) > self._limit:
                 await _respond(send, 413, _TOO_LARGE)
                 return
-        media = _media_type(headers.get("content-type", ""))
+        media = _media_type(headers.first("content-type") or "")
         accepted = self.source.accepted_types
         if _ANY not in accepted and media not in accepted:
             await _respond(send, 415, _UNSUPPORTED)
@@ -276,45 +288,64 @@ class _Receiver:
         if body is None:
             await _respond(send, 413, _TOO_LARGE)
             return
+        checked = self._check(scope, headers, stored, body, media)
+        # Only the event waits for the commit. What checking it took (the header view, the
+        # parsed body, the verification result) is freed first: a request held across a commit
+        # keeps everything it references alive, and hundreds of such objects per commit kept
+        # the cyclic garbage collector running on every few requests.
+        del headers, stored, body
+        if not isinstance(checked, NewEvent):
+            status, content, content_type = checked
+            await _respond(send, status, content, content_type=content_type)
+            return
+        try:
+            row_id = await self._inbox.admit(checked)
+        except StoreError as exc:
+            # Not acknowledged, so the sender retries: nothing is lost. The message is complete;
+            # a traceback would add nothing.
+            logger.error("could not store a %s webhook: %s", self.source.name, exc)  # noqa: TRY400
+            await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", b"5")])
+            return
+        await _respond(send, 200, _DUPLICATE if row_id is None else _ACCEPTED)
+
+    def _check(
+        self,
+        scope: Scope,
+        headers: HeaderView,
+        stored: tuple[tuple[str, str], ...],
+        body: bytes,
+        media: str,
+    ) -> NewEvent | tuple[int, bytes, bytes]:
+        """The event to store, or the (status, body, content type) to answer instead."""
         inbox = self._inbox
         source = self.source
         try:
-            verified = self._verify(HeaderView(headers), body, inbox.clock.time())
+            verified = self._verify(headers, body, inbox.clock.time())
         except WebhookVerificationError as exc:
             # The sender learns nothing about why; the operator does.
             logger.warning("rejected a %s webhook: %s", source.name, exc.reason.value)
-            await _respond(send, 401)
-            return
+            return 401, b"", b""
         delivery = ReceivedWebhook(
             source=source.name,
-            headers=headers,
+            headers=self._headers_type(scope=scope),
             body=body,
             content_type=media,
             verified=verified,
         )
-        if source.scheme == "slack" and await self._slack_challenge(delivery, send):
-            return
-        event = NewEvent(
+        if source.scheme == "slack" and (challenge := _slack_challenge(delivery)) is not None:
+            return 200, challenge, b"text/plain"
+        return NewEvent(
             source=source.name,
             event_id=_clean_id(self._extract(self._id_from, delivery, "id_from"), delivery),
             event_type=_clean_type(self._extract(self._type_from, delivery, "type_from")),
             received_at=inbox.clock.time(),
-            headers=_redacted_headers(scope["headers"]),
+            headers=stored,
             body=body,
             scheme=verified.scheme,
             secret_index=verified.secret_index,
             signed_at=verified.timestamp,
             msg_id=verified.msg_id,
         )
-        try:
-            row_id = await inbox.admit(event)
-        except StoreError as exc:
-            # Not acknowledged, so the sender retries: nothing is lost. The message is complete;
-            # a traceback would add nothing.
-            logger.error("could not store a %s webhook: %s", source.name, exc)  # noqa: TRY400
-            await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", b"5")])
-            return
-        await _respond(send, 200, _DUPLICATE if row_id is None else _ACCEPTED)
 
     def _extract(
         self, extractor: Extractor | None, delivery: ReceivedWebhook, what: str
@@ -346,17 +377,15 @@ class _Receiver:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _slack_challenge(self, delivery: ReceivedWebhook, send: Send) -> bool:
-        # Slack checks a new Events API URL with a signed url_verification request, which must
-        # be answered with its challenge; it is a handshake, not an event to store.
-        payload = delivery.json()
-        if not isinstance(payload, dict) or payload.get("type") != "url_verification":
-            return False
-        challenge = payload.get("challenge")
-        if not isinstance(challenge, str):
-            return False
-        await _respond(send, 200, challenge.encode(), content_type=b"text/plain")
-        return True
+
+def _slack_challenge(delivery: ReceivedWebhook) -> bytes | None:
+    # Slack checks a new Events API URL with a signed url_verification request, which must be
+    # answered with its challenge; it is a handshake, not an event to store.
+    payload = delivery.json()
+    if not isinstance(payload, dict) or payload.get("type") != "url_verification":
+        return None
+    challenge = payload.get("challenge")
+    return challenge.encode() if isinstance(challenge, str) else None
 
 
 class _Disconnected(Exception):
