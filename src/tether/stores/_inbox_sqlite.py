@@ -25,7 +25,6 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,14 +52,32 @@ T = TypeVar("T")
 _DUE_WINDOW = 1000
 
 
-@dataclass(slots=True)
 class _Job:
-    run: Callable[[sqlite3.Connection], object]
-    future: asyncio.Future[Any]
-    #: Whether the job writes; reads run after the batch's write transaction.
-    writes: bool
-    #: Whether the job is a delivery insert, for the group-commit statistics.
-    insert: bool = False
+    """One queued operation and the future its caller awaits."""
+
+    # A plain slotted class, not a dataclass: one is made per delivery, on the hot path.
+    __slots__ = ("arg", "future", "insert", "run", "writes")
+
+    def __init__(
+        self,
+        run: Callable[[sqlite3.Connection, Any], object],
+        arg: object,
+        future: asyncio.Future[Any],
+        writes: bool,
+        insert: bool,
+    ) -> None:
+        self.run = run
+        #: What `run` gets besides the connection: a delivery's row, or None.
+        self.arg = arg
+        self.future = future
+        #: Whether the job writes; reads run after the batch's write transaction.
+        self.writes = writes
+        #: Whether the job is a delivery insert, for the group-commit statistics.
+        self.insert = insert
+
+
+def _call(conn: sqlite3.Connection, run: Callable[[sqlite3.Connection], object]) -> object:
+    return run(conn)
 
 
 _Outcome = tuple[_Job, object, BaseException | None]
@@ -117,6 +134,18 @@ class SQLiteInboxStore:
         self._opening = asyncio.Lock()
         self._stopping = False
         self._closed = False
+        insert_sql = (
+            f"INSERT INTO {self.table} (source, event_id, event_type, received_at, "
+            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING"
+        )
+
+        # Made once: a delivery queues only its row, not a closure of its own.
+        def insert(conn: sqlite3.Connection, row: tuple[object, ...]) -> int | None:
+            cursor = conn.execute(insert_sql, row)
+            return cursor.lastrowid if cursor.rowcount == 1 else None
+
+        self._insert = insert
 
     def __repr__(self) -> str:
         return f"SQLiteInboxStore(path={self.path!r}, table={self.table!r})"
@@ -216,7 +245,7 @@ class SQLiteInboxStore:
     async def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[object]:
         await self._begin(conn)
         try:
-            results = [job.run(conn) for job in jobs]
+            results = [job.run(conn, job.arg) for job in jobs]
             await self._in_thread(conn.execute, "COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -272,25 +301,42 @@ class SQLiteInboxStore:
                 self.stats.record_batch(len(done), sum(1 for r in done if r is not None))
         for job in reads:
             try:
-                outcomes.append((job, job.run(conn), None))
+                outcomes.append((job, job.run(conn, job.arg), None))
             except Exception as exc:
                 outcomes.append((job, None, _wrap(exc)))
         return outcomes
 
-    async def _submit(
-        self, run: Callable[[sqlite3.Connection], T], *, writes: bool, insert: bool = False
-    ) -> T:
+    async def _submit(self, run: Callable[[sqlite3.Connection], T], *, writes: bool) -> T:
+        if self._writer is None:
+            await self._ensure_open()
+        future: asyncio.Future[T] = self._enqueue(_call, run, writes=writes, insert=False)
+        return await future
+
+    def _enqueue(
+        self,
+        run: Callable[[sqlite3.Connection, Any], object],
+        arg: object,
+        *,
+        writes: bool,
+        insert: bool,
+    ) -> asyncio.Future[Any]:
+        if self._writer is None or self._loop is None:
+            raise StoreError(
+                "the inbox store is closed" if self._closed else "the inbox store is not open"
+            )
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise StoreError("an SQLite inbox store is used from the event loop that opened it")
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Job(run, arg, future, writes, insert))
+        self._wake.set()
+        return future
+
+    async def _ensure_open(self) -> None:
         if self._writer is None:
             if self._closed:
                 raise StoreError("the inbox store is closed")
             await self.open()
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            raise StoreError("an SQLite inbox store is used from the event loop that opened it")
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Job(run, future, writes, insert))
-        self._wake.set()
-        return await future
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -336,12 +382,9 @@ class SQLiteInboxStore:
     # -- the protocol ----------------------------------------------------------------------------
 
     async def add(self, event: NewEvent) -> int | None:
-        sql = (
-            f"INSERT INTO {self.table} (source, event_id, event_type, received_at, "
-            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING"
-        )
-        params = (
+        if self._writer is None:
+            await self._ensure_open()
+        row = (
             event.source,
             event.event_id,
             event.event_type,
@@ -354,12 +397,10 @@ class SQLiteInboxStore:
             event.signed_at,
             event.msg_id,
         )
-
-        def run(conn: sqlite3.Connection) -> int | None:
-            cursor = conn.execute(sql, params)
-            return cursor.lastrowid if cursor.rowcount == 1 else None
-
-        return await self._submit(run, writes=True, insert=True)
+        future: asyncio.Future[int | None] = self._enqueue(
+            self._insert, row, writes=True, insert=True
+        )
+        return await future
 
     async def claim(self, *, now: float, limit: int, lease: float) -> list[Lease]:
         token = uuid.uuid4().hex

@@ -1,0 +1,81 @@
+"""The receiver's own building blocks agree with the standard library they replace."""
+
+from __future__ import annotations
+
+import codecs
+import hmac
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tether.stores._inbox import decode_headers, encode_headers
+from tether.webhooks._codec import digest
+from tether.webhooks._delivery import ReceivedWebhook
+from tether.webhooks._result import VerifiedWebhook
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha384", "sha512"])
+@given(key=st.binary(max_size=300), content=st.binary(max_size=2000))
+def test_digest_is_hmac(algorithm: str, key: bytes, content: bytes) -> None:
+    """Keys shorter than, equal to and longer than the hash's block all give RFC 2104 HMAC."""
+    assert digest(key, content, algorithm) == hmac.digest(key, content, algorithm)
+
+
+def test_digest_keeps_keys_apart_when_cached() -> None:
+    """Precomputed pads are per key and algorithm: one key's state never serves another."""
+    first = digest(b"key-one", b"body", "sha256")
+    assert digest(b"key-two", b"body", "sha256") != first
+    assert digest(b"key-one", b"body", "sha512") != first
+    assert digest(b"key-one", b"body", "sha256") == first
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=20))
+def test_encoded_headers_are_compact_json_and_decode_back(pairs: list[tuple[str, str]]) -> None:
+    headers = tuple(pairs)
+    encoded = encode_headers(headers)
+    assert encoded == json.dumps(headers, separators=(",", ":"))
+    assert decode_headers(encoded) == headers
+
+
+def _delivery(body: bytes) -> ReceivedWebhook:
+    verified = VerifiedWebhook("standard", 0, 0, "msg")
+    return ReceivedWebhook(
+        source="s", headers={}, body=body, content_type="application/json", verified=verified
+    )
+
+
+def _reference(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type":"a"}',
+        '{"name":"Zoë €"}'.encode(),
+        codecs.BOM_UTF8 + b'{"type":"bom"}',
+        '{"type":"utf16"}'.encode("utf-16"),
+        '{"type":"utf16le"}'.encode("utf-16-le"),
+        '{"type":"utf16be"}'.encode("utf-16-be"),
+        '{"type":"utf32"}'.encode("utf-32"),
+        b'"\\ud800"',
+        b"\xff\xfe\x00",
+        b"{",
+        b"",
+        b"7",
+        b" 7",
+    ],
+)
+def test_the_parsed_body_matches_json_loads(body: bytes) -> None:
+    """UTF-8 is read without sniffing; BOMs, UTF-16/32 and bad bytes go to json.loads."""
+    assert _delivery(body).json() == _reference(body)
+
+
+@given(st.binary(max_size=64))
+def test_the_parsed_body_matches_json_loads_for_any_bytes(body: bytes) -> None:
+    assert _delivery(body).json() == _reference(body)
