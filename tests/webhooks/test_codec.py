@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import hmac
 import json
@@ -11,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.stores._inbox import decode_headers, encode_headers
-from tether.webhooks._codec import digest
+from tether.webhooks._codec import digest, from_base64
 from tether.webhooks._delivery import ReceivedWebhook
 from tether.webhooks._result import VerifiedWebhook
 
@@ -79,3 +81,25 @@ def test_the_parsed_body_matches_json_loads(body: bytes) -> None:
 @given(st.binary(max_size=64))
 def test_the_parsed_body_matches_json_loads_for_any_bytes(body: bytes) -> None:
     assert _delivery(body).json() == _reference(body)
+
+
+@given(st.text(max_size=60), st.sampled_from([16, 32, 64]))
+def test_base64_signatures_decode_as_b64decode_with_validation(text: str, size: int) -> None:
+    """Strict: padding, the alphabet and the exact size, as base64.b64decode(validate=True)."""
+    try:
+        expected: bytes | None = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        expected = None
+    if expected is not None and len(expected) != size:
+        expected = None
+    assert from_base64(text, size) == expected
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_real_signatures_decode(size: int) -> None:
+    raw = bytes(range(size))
+    encoded = base64.b64encode(raw).decode()
+    assert from_base64(encoded, size) == raw
+    assert from_base64(encoded.rstrip("="), size) is None
+    assert from_base64(encoded + "\n", size) is None
+    assert from_base64(" " + encoded, size) is None

@@ -12,7 +12,9 @@ from tether.webhooks._time import Freshness
 __all__ = ["Incoming", "Outgoing", "Scheme"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per verified delivery, and a frozen dataclass's __init__ costs an
+# object.__setattr__ call per field. Nothing assigns to it after construction.
+@dataclass(slots=True)
 class Incoming:
     """A received webhook, as its verifier sees it."""
 

@@ -33,9 +33,10 @@ def from_hex(text: str, size: int) -> bytes | None:
 
 def from_base64(text: str, size: int) -> bytes | None:
     """The `size` bytes that `text` spells in padded standard base64, or None."""
+    # base64.b64decode(text, validate=True) without its wrapper: the same strict decode.
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        raw = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
         return None
     return raw if len(raw) == size else None
 

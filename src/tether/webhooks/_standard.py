@@ -32,13 +32,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9-]+")
 _UNSAFE_ID = re.compile(r"[.\s\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True, slots=True)
-class _Signatures:
-    v1: tuple[bytes, ...]
-    v1a: tuple[bytes, ...]
-
-
-def _parse_signatures(header: str) -> _Signatures:
+def _parse_signatures(header: str) -> tuple[list[bytes], list[bytes]]:
+    """The v1 (HMAC) and v1a (Ed25519) signatures in a signature header."""
     # "Webhook headers": a space-delimited list of `<version>,<base64>` entries, more than one
     # during a key rotation. Entries of unknown versions or bad form are skipped, not fatal: a
     # sender may add versions this code does not know, and any one match is enough.
@@ -56,17 +51,19 @@ def _parse_signatures(header: str) -> _Signatures:
             signature = from_base64(encoded, _ED25519_SIZE)
             if signature is not None:
                 v1a.append(signature)
-    return _Signatures(tuple(v1), tuple(v1a))
+    return v1, v1a
 
 
-def _matches(key: StandardKey, content: bytes, signatures: _Signatures) -> bool:
+def _matches(key: StandardKey, content: bytes, v1: list[bytes], v1a: list[bytes]) -> bool:
     if isinstance(key, HmacKey):
+        if not v1:
+            return False
         expected = digest(key.key, content, "sha256")
         # "Verifying signatures": a constant-time comparison, or the receiver leaks the
         # expected signature byte by byte.
-        return any(hmac.compare_digest(expected, candidate) for candidate in signatures.v1)
+        return any(hmac.compare_digest(expected, candidate) for candidate in v1)
     verifying = key.public() if isinstance(key, SigningKey) else key
-    return any(ed25519_verify(verifying, candidate, content) for candidate in signatures.v1a)
+    return any(ed25519_verify(verifying, candidate, content) for candidate in v1a)
 
 
 def _utf8(msg_id: str) -> bytes:
@@ -120,9 +117,9 @@ class StandardScheme:
                 f"the {self._id_header} header is not valid text",
             ) from None
         content = b"%s.%s.%s" % (signed_id, raw_timestamp.encode("ascii"), incoming.body)
-        signatures = _parse_signatures(signature_header)
+        v1, v1a = _parse_signatures(signature_header)
         for index, secret in enumerate(incoming.secrets):
-            if _matches(standard_key(secret, index), content, signatures):
+            if _matches(standard_key(secret, index), content, v1, v1a):
                 # Checked after the signature so that a stale or early timestamp is reported
                 # only for an authentic delivery: it then means clock skew or a replay.
                 incoming.freshness.check(timestamp)

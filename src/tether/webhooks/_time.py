@@ -35,7 +35,9 @@ def parse_timestamp(value: str, where: str) -> int:
     return int(value)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per verified delivery, and a frozen dataclass's __init__ costs an
+# object.__setattr__ call per field. Nothing assigns to it after construction.
+@dataclass(slots=True)
 class Freshness:
     """The replay window: a signed timestamp must lie within `tolerance` seconds of `now`."""
 
