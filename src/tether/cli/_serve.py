@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from tether._errors import ConfigError
+from tether._gc import tune_gc_for_serving
 from tether.cli._support import ExitCode, fail
 from tether.spec import Spec, SpecError, load
 from tether.stores import StoreError
@@ -194,12 +194,9 @@ class _Runner:
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)
         await server.startup(sockets=[sock])
-        # What exists now (modules, the app, the hub's clients and stores) lives as long as the
-        # process. Frozen, it is no longer walked by the collector's full passes, which a hub
-        # holding many webhooks across their commits otherwise runs every few thousand
-        # requests (tens of ms each, measured in bench/bench_inbox.py).
-        gc.collect()
-        gc.freeze()
+        # Webhooks held across their commits keep the collector busy with the default
+        # settings; see tether._gc for the measurements.
+        tune_gc_for_serving()
         url = _url(settings.host, port)
         print(f"tether hub listening on {url}", flush=True)
         if sandbox is not None:
