@@ -15,6 +15,11 @@ routes; the best round of each counts (the machine is shared, so the best is the
 disturbed). Stores: SQLite (WAL, synchronous=FULL) and PostgreSQL (synchronous_commit=on)
 when reachable; SQLite once more with group commit off (one commit per delivery) to show
 what batching buys.
+
+The server process is set up as `tether serve` sets up its own: once started, the garbage
+collector's start-up heap is frozen and its young threshold raised (tether._gc explains why).
+Both routes run in that one process. `--gc default` keeps CPython's settings instead, and the
+young-generation collections per thousand requests are printed for each route either way.
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 # -- the server process --------------------------------------------------------------------
 
 
-def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
+def serve(fd: int, store: str, schema: str, max_batch: int, gc_mode: str) -> None:
+    import gc
+    from collections.abc import AsyncIterator
+
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -67,6 +75,7 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
     from starlette.routing import Route
 
     from tether import stores, webhooks
+    from tether._gc import tune_gc_for_serving
 
     if store.startswith("postgres"):
         backend: stores.InboxStore = stores.PostgresInboxStore(
@@ -84,9 +93,17 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
 
     async def stats(_: Request) -> JSONResponse:
         s = backend.stats
+        young = gc.get_stats()[0]["collections"]
         return JSONResponse(
-            {"inserted": s.inserted, "commits": s.commits, "largest": s.largest_batch}
+            {"inserted": s.inserted, "commits": s.commits, "largest": s.largest_batch, "gc": young}
         )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with inbox.lifespan(app):
+            if gc_mode == "serving":
+                tune_gc_for_serving()
+            yield
 
     app = Starlette(
         routes=[
@@ -94,7 +111,7 @@ def serve(fd: int, store: str, schema: str, max_batch: int) -> None:
             Route("/stats", stats),
             *inbox.routes,
         ],
-        lifespan=inbox.lifespan,
+        lifespan=lifespan,
     )
     listener = socket.socket(fileno=fd)
     # httptools and uvloop when installed (uvicorn[standard]), as production servers run.
@@ -113,6 +130,8 @@ class Result:
     errors: int
     #: CPU seconds the server process (all its threads) spent per request, in microseconds.
     server_cpu_us: float = 0.0
+    #: Young-generation garbage collections in the server per thousand requests.
+    gc_per_1000: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,7 +191,7 @@ async def drive(url: str, prepared: list[tuple[bytes, dict[str, str]]], concurre
 
 
 @contextlib.contextmanager
-def server(store: str, schema: str, max_batch: int) -> Iterator[tuple[str, int]]:
+def server(store: str, schema: str, max_batch: int, gc_mode: str) -> Iterator[tuple[str, int]]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(2048)
@@ -190,6 +209,8 @@ def server(store: str, schema: str, max_batch: int) -> Iterator[tuple[str, int]]
             schema,
             "--max-batch",
             str(max_batch),
+            "--gc",
+            gc_mode,
         ],
         pass_fds=(listener.fileno(),),
     )
@@ -216,12 +237,15 @@ async def measure(
     label: str, store: str, schema: str, max_batch: int, args: argparse.Namespace
 ) -> tuple[Result, Result, dict[str, int]]:
     run = uuid.uuid4().hex[:8]
-    with server(store, schema, max_batch) as (base, pid):
+    with server(store, schema, max_batch, args.gc) as (base, pid):
 
         async def timed(path: str, prepared: list[tuple[bytes, dict[str, str]]]) -> Result:
+            collections = (await stats(base))["gc"]
             before = cpu_seconds(pid)
             result = await drive(base + path, prepared, args.concurrency)
             result.server_cpu_us = (cpu_seconds(pid) - before) / len(prepared) * 1e6
+            collections = (await stats(base))["gc"] - collections
+            result.gc_per_1000 = collections * 1000 / len(prepared)
             return result
 
         warm = requests_for(f"{run}w", args.warmup)
@@ -243,7 +267,8 @@ async def measure(
             print(
                 f"  {label:<26} round {round_ + 1}: plain {plain.rate:6.0f}/s  "
                 f"durable {durable.rate:6.0f}/s  ratio {ratios[-1]:.2f}  server CPU per request: "
-                f"plain {plain.server_cpu_us:.0f} us, durable {durable.server_cpu_us:.0f} us",
+                f"plain {plain.server_cpu_us:.0f} us, durable {durable.server_cpu_us:.0f} us; "
+                f"GC per 1000: {plain.gc_per_1000:.0f}/{durable.gc_per_1000:.0f}",
                 flush=True,
             )
         counters = await stats(base)
@@ -280,7 +305,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"{args.requests} requests per measurement, {args.concurrency} concurrent, "
         f"{args.rounds} rounds (best counts), {len(PAYLOAD)}-byte body, "
-        f"{os.cpu_count()} CPUs shared by server and load generator"
+        f"{os.cpu_count()} CPUs shared by server and load generator; server collector: "
+        + ("as `tether serve` sets it" if args.gc == "serving" else "CPython's defaults")
     )
     rows: list[tuple[str, Result, Result, dict[str, int]]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -334,10 +360,16 @@ if __name__ == "__main__":
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--schema", default="public", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gc",
+        choices=("serving", "default"),
+        default="serving",
+        help="the server's collector settings: as `tether serve` sets them, or CPython's",
+    )
     parser.add_argument("--max-batch", type=int, default=1024, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve is not None:
-        serve(arguments.serve, arguments.store, arguments.schema, arguments.max_batch)
+        serve(arguments.serve, arguments.store, arguments.schema, arguments.max_batch, arguments.gc)
     else:
         if arguments.quick:
             arguments.requests, arguments.rounds, arguments.warmup = 2000, 1, 200
