@@ -191,7 +191,10 @@ async def drive(url: str, prepared: list[tuple[bytes, dict[str, str]]], concurre
 
 
 @contextlib.contextmanager
-def server(store: str, schema: str, max_batch: int, gc_mode: str) -> Iterator[tuple[str, int]]:
+def server(
+    store: str, schema: str, max_batch: int, gc_mode: str, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
+    """The receiver in its own process; `prefix` runs it under a tool such as valgrind."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(2048)
@@ -199,6 +202,7 @@ def server(store: str, schema: str, max_batch: int, gc_mode: str) -> Iterator[tu
     port = listener.getsockname()[1]
     proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             str(Path(__file__).resolve()),
             "--serve",
