@@ -411,6 +411,10 @@ def test_secrets_stay_out_of_reprs() -> None:
         ({"type_from": "json:"}, "not understood"),
         ({"tolerance": -1}, "tolerance"),
         ({"options": {"colour": "red"}}, "colour"),
+        # Unusable Standard Webhooks keys, also behind a good one during a rotation.
+        ({"scheme": "standard", "secrets": "whsec_!!!notbase64"}, "not a valid base64"),
+        ({"scheme": "standard", "secrets": "whsk_abc"}, "32 or 64 bytes"),
+        ({"scheme": "standard", "secrets": [STANDARD_SECRET, "whsec_!!"]}, "secret #1"),
     ],
 )
 def test_source_mistakes_are_config_errors(kwargs: dict[str, Any], fragment: str) -> None:

@@ -97,6 +97,9 @@ class StandardScheme:
         return cls(prefix)
 
     def verify(self, incoming: Incoming) -> VerifiedWebhook:
+        # Every key first, before any header: an unusable secret is a ConfigError whatever the
+        # delivery, which is how Source() finds one at configuration time.
+        keys = [standard_key(secret, index) for index, secret in enumerate(incoming.secrets)]
         headers = incoming.headers
         msg_id = headers.require(self._id_header)
         raw_timestamp = headers.require(self._timestamp_header)
@@ -118,8 +121,8 @@ class StandardScheme:
             ) from None
         content = b"%s.%s.%s" % (signed_id, raw_timestamp.encode("ascii"), incoming.body)
         v1, v1a = _parse_signatures(signature_header)
-        for index, secret in enumerate(incoming.secrets):
-            if _matches(standard_key(secret, index), content, v1, v1a):
+        for index, key in enumerate(keys):
+            if _matches(key, content, v1, v1a):
                 # Checked after the signature so that a stale or early timestamp is reported
                 # only for an authentic delivery: it then means clock skew or a replay.
                 incoming.freshness.check(timestamp)
@@ -127,7 +130,7 @@ class StandardScheme:
         raise WebhookVerificationError(
             WebhookVerificationReason.NO_MATCHING_SIGNATURE,
             f"no signature in the {self._signature_header} header matches "
-            f"any of the {len(incoming.secrets)} given key(s)",
+            f"any of the {len(keys)} given key(s)",
         )
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
