@@ -38,7 +38,7 @@ from tether.webhooks._delivery import (
     default_extractors,
 )
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, HandlerFunc, Handlers
-from tether.webhooks._headers import HeaderView
+from tether.webhooks._headers import HeaderView, fold
 from tether.webhooks._secrets import Secrets, unwrap_secrets
 
 if TYPE_CHECKING:
@@ -191,20 +191,14 @@ def _decode_headers(
     The stored copy keeps every header in order, for audit and re-verification, except the
     credentials a proxy or sender added.
     """
-    first: dict[str, str] = {}
-    repeats: dict[str, list[str]] | None = None
+    lowered: list[tuple[str, str]] = []
     stored: list[tuple[str, str]] = []
     for name_bytes, value_bytes in raw:
         name, key, secret = _NAMES.get(name_bytes) or _header_name(name_bytes)
         value = value_bytes.decode("latin-1")
-        if key in first:
-            if repeats is None:
-                repeats = {}
-            repeats.setdefault(key, [first[key]]).append(value)
-        else:
-            first[key] = value
+        lowered.append((key, value))
         stored.append((name, REDACTED if secret else value))
-    return HeaderView.of_folded(first, repeats), tuple(stored)
+    return HeaderView.of_folded(*fold(lowered)), tuple(stored)
 
 
 def _clean_id(found: str | None, delivery: ReceivedWebhook) -> str:
