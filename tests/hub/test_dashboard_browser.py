@@ -143,6 +143,21 @@ async def _dead_outbox(demo: RunningHub) -> dict[str, Any]:
     return await until(probe, timeout=30)
 
 
+async def _a_newer_event_arrives(page: Page) -> int:
+    """Until the events list shows an event newer than the newest it shows now; that id."""
+    newest = await page.evaluate(
+        "Math.max(0, ...[...document.querySelectorAll('#events-list li[data-id]')]"
+        ".map((li) => Number(li.dataset.id)))"
+    )
+    await page.wait_for_function(
+        "(id) => [...document.querySelectorAll('#events-list li[data-id]')]"
+        ".some((li) => Number(li.dataset.id) > id)",
+        arg=newest,
+        timeout=WAIT_MS,
+    )
+    return int(newest)
+
+
 def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     """Width, height and pixels of an 8-bit, non-interlaced RGB or RGBA PNG (as Chromium
     writes screenshots), undoing the five scanline filters of PNG section 9."""
@@ -228,16 +243,7 @@ async def test_dashboard_shows_health_data_events_and_replays_a_dead_letter(
     await expect(oslo).to_contain_text("available")
 
     await expect(page.locator("#live")).to_have_attribute("data-mode", "live", timeout=WAIT_MS)
-    newest = await page.evaluate(
-        "Math.max(0, ...[...document.querySelectorAll('#events-list li[data-id]')]"
-        ".map((li) => Number(li.dataset.id)))"
-    )
-    await page.wait_for_function(
-        "(id) => [...document.querySelectorAll('#events-list li[data-id]')]"
-        ".some((li) => Number(li.dataset.id) > id)",
-        arg=newest,
-        timeout=WAIT_MS,
-    )
+    newest = await _a_newer_event_arrives(page)
     arrived = await page.locator("#events-list li[data-id]").first.get_attribute("data-type")
     assert arrived
     assert any(e["type"] == arrived for e in (await demo.get(f"/events?since={newest}"))["events"])
@@ -310,16 +316,7 @@ async def test_events_fall_back_to_polling_without_a_stream(
     await page.route(re.compile(r".*/events(\?.*)?$"), no_stream)
     await page.goto(demo.url + "/")
     await expect(page.locator("#live")).to_have_attribute("data-mode", "polling", timeout=WAIT_MS)
-    newest = await page.evaluate(
-        "Math.max(0, ...[...document.querySelectorAll('#events-list li[data-id]')]"
-        ".map((li) => Number(li.dataset.id)))"
-    )
-    await page.wait_for_function(
-        "(id) => [...document.querySelectorAll('#events-list li[data-id]')]"
-        ".some((li) => Number(li.dataset.id) > id)",
-        arg=newest,
-        timeout=WAIT_MS,
-    )
+    await _a_newer_event_arrives(page)
     assert errors == []
 
 
