@@ -152,6 +152,7 @@ class BreakerGossip:
         "_own_client",
         "_pending",
         "_scripts",
+        "_syncing",
         "_task",
         "_throttled",
         "_touched",
@@ -213,6 +214,7 @@ class BreakerGossip:
         self._verdicts: dict[str, bool] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._syncing = asyncio.Lock()
 
     def redis_key(self, key: str) -> str:
         """The Redis key holding everyone's reports for circuit `key`."""
@@ -279,20 +281,23 @@ class BreakerGossip:
         A closed circuit no request went through since the last sync is read but not
         republished: an idle instance has no evidence, so its report runs out.
         """
-        touched, self._touched = self._touched, set()
-        verdicts: dict[str, bool] = {}
-        ttl_ms = math.ceil(self.ttl * 1000)
-        try:
-            for key, report in list(self._local.items()):
-                publish = report if key in touched or report != "closed" else ""
-                flat = await self._scripts[2](
-                    keys=[self.redis_key(key)], args=[self.instance, publish, ttl_ms]
-                )
-                verdicts[key] = self._judge(flat).quorum_open
-        except REDIS_ERRORS as error:
-            self._warn(error)
-            verdicts = {}  # no evidence: every breaker goes by itself
-        self._verdicts = verdicts
+        # One at a time: a background sync that read Redis before a change must not replace,
+        # when it finishes, the verdicts of a sync that began after the change.
+        async with self._syncing:
+            touched, self._touched = self._touched, set()
+            verdicts: dict[str, bool] = {}
+            ttl_ms = math.ceil(self.ttl * 1000)
+            try:
+                for key, report in list(self._local.items()):
+                    publish = report if key in touched or report != "closed" else ""
+                    flat = await self._scripts[2](
+                        keys=[self.redis_key(key)], args=[self.instance, publish, ttl_ms]
+                    )
+                    verdicts[key] = self._judge(flat).quorum_open
+            except REDIS_ERRORS as error:
+                self._warn(error)
+                verdicts = {}  # no evidence: every breaker goes by itself
+            self._verdicts = verdicts
 
     # -- direct use --------------------------------------------------------------------------
 
