@@ -33,12 +33,29 @@ def test_digest_keeps_keys_apart_when_cached() -> None:
     assert digest(b"key-one", b"body", "sha256") == first
 
 
-@given(st.lists(st.tuples(st.text(), st.text()), max_size=20))
+# Printable ASCII is what real header values are, and what encode_headers formats into a
+# template; anything else takes the escaping path. Both must give json.dumps's output.
+_ASCII = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E))
+_ANY_TEXT = st.one_of(_ASCII, st.text())
+
+
+@given(st.lists(st.tuples(_ANY_TEXT, _ANY_TEXT), max_size=20))
 def test_encoded_headers_are_compact_json_and_decode_back(pairs: list[tuple[str, str]]) -> None:
     headers = tuple(pairs)
     encoded = encode_headers(headers)
     assert encoded == json.dumps(headers, separators=(",", ":"))
     assert decode_headers(encoded) == headers
+
+
+def test_encoded_headers_reuse_a_template_only_for_the_same_names() -> None:
+    first = (("content-type", "application/json"), ("x-100%", "50% off"))
+    again = (("content-type", "text/plain"), ("x-100%", "%s"))
+    other = (("x-100%", "a"), ("content-type", "b"))
+    for headers in (first, again, other, first):
+        assert encode_headers(headers) == json.dumps(headers, separators=(",", ":"))
+    # A value that needs escaping, under names whose template exists.
+    quoted = (("content-type", 'say "hi"\\'), ("x-100%", "tab\there"))
+    assert encode_headers(quoted) == json.dumps(quoted, separators=(",", ":"))
 
 
 def _delivery(body: bytes) -> ReceivedWebhook:
@@ -103,3 +120,13 @@ def test_real_signatures_decode(size: int) -> None:
     assert from_base64(encoded.rstrip("="), size) is None
     assert from_base64(encoded + "\n", size) is None
     assert from_base64(" " + encoded, size) is None
+
+
+def test_header_templates_chosen_by_senders_cannot_grow_memory() -> None:
+    """Templates are kept up to a bound; beyond it headers are still encoded exactly."""
+    from tether.stores import _inbox
+
+    for n in range(_inbox._MAX_TEMPLATES + 50):
+        headers = ((f"x-random-{n}", "v"),)
+        assert encode_headers(headers) == json.dumps(headers, separators=(",", ":"))
+    assert len(_inbox._TEMPLATES) <= _inbox._MAX_TEMPLATES
