@@ -33,10 +33,11 @@ def from_hex(text: str, size: int) -> bytes | None:
 
 def from_base64(text: str, size: int) -> bytes | None:
     """The `size` bytes that `text` spells in padded standard base64, or None."""
-    # base64.b64decode(text, validate=True) without its wrapper: the same strict decode.
+    # base64.b64decode(text, validate=True) without its wrapper: the same strict decode. A str
+    # is taken as it is; one with non-ASCII characters raises ValueError, as binascii.Error is.
     try:
-        raw = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:
         return None
     return raw if len(raw) == size else None
 

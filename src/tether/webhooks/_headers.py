@@ -48,11 +48,13 @@ class HeaderView:
             WebhookVerificationError: MALFORMED_HEADER when it was sent twice with different
                 values, since either could be the one a proxy or framework would pick.
         """
-        key = name.lower()
-        value = self._first.get(key)
+        # Every key is lower-case, so a name that is found as given needs no lower() call.
+        value = self._first.get(name)
         if value is None:
-            return None
-        if self._repeats is not None and len(set(self._repeats.get(key, ()))) > 1:
+            value = self._first.get(name.lower())
+            if value is None:
+                return None
+        if self._repeats is not None and len(set(self._repeats.get(name.lower(), ()))) > 1:
             raise WebhookVerificationError(
                 WebhookVerificationReason.MALFORMED_HEADER,
                 f"the {name} header appears more than once with different values",
