@@ -72,6 +72,53 @@ class NewEvent:
     msg_id: str | None = None
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__, which for ten fields
+# costs more than the rest of admitting a delivery. The receiver makes its events here instead,
+# setting the slots directly: an equal object, just as frozen afterwards.
+_new = object.__new__
+_NEW_EVENT_SLOTS = tuple(getattr(NewEvent, name).__set__ for name in NewEvent.__slots__)
+
+
+def new_event(
+    *,
+    source: str,
+    event_id: str,
+    event_type: str | None,
+    received_at: float,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+    scheme: str,
+    secret_index: int | None,
+    signed_at: int | None,
+    msg_id: str | None,
+) -> NewEvent:
+    """`NewEvent(...)` with every field given, made faster."""
+    event: NewEvent = _new(NewEvent)
+    (
+        set_source,
+        set_event_id,
+        set_event_type,
+        set_received_at,
+        set_headers,
+        set_body,
+        set_scheme,
+        set_secret_index,
+        set_signed_at,
+        set_msg_id,
+    ) = _NEW_EVENT_SLOTS
+    set_source(event, source)
+    set_event_id(event, event_id)
+    set_event_type(event, event_type)
+    set_received_at(event, received_at)
+    set_headers(event, headers)
+    set_body(event, body)
+    set_scheme(event, scheme)
+    set_secret_index(event, secret_index)
+    set_signed_at(event, signed_at)
+    set_msg_id(event, msg_id)
+    return event
+
+
 @dataclass(frozen=True, slots=True)
 class InboxEvent:
     """A stored webhook event: the raw delivery, its verification and its dispatch state."""

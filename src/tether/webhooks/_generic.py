@@ -16,7 +16,7 @@ from tether._errors import ConfigError, WebhookVerificationError, WebhookVerific
 from tether.webhooks._base import Incoming, Outgoing
 from tether.webhooks._codec import digest, first_match, from_base64, from_hex, to_base64
 from tether.webhooks._options import Options
-from tether.webhooks._result import VerifiedWebhook
+from tether.webhooks._result import VerifiedWebhook, verified
 from tether.webhooks._secrets import hmac_keys, one_key
 from tether.webhooks._time import parse_timestamp
 
@@ -176,7 +176,7 @@ class HmacScheme:
         if timestamp is not None:
             # After the signature, so a stale timestamp is only reported for an authentic one.
             incoming.freshness.check(timestamp)
-        return VerifiedWebhook("hmac", index, timestamp, msg_id)
+        return verified("hmac", index, timestamp, msg_id)
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
         keys = hmac_keys(outgoing.secrets)

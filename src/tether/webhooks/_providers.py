@@ -12,7 +12,7 @@ from tether._errors import WebhookVerificationError, WebhookVerificationReason
 from tether.webhooks._base import Incoming, Outgoing
 from tether.webhooks._codec import digest, first_match, from_base64, from_hex, to_base64
 from tether.webhooks._options import Options
-from tether.webhooks._result import VerifiedWebhook
+from tether.webhooks._result import VerifiedWebhook, verified
 from tether.webhooks._secrets import hmac_keys, one_key
 from tether.webhooks._time import parse_timestamp
 
@@ -65,7 +65,7 @@ class GitHubScheme:
         index = first_match(keys, incoming.body, [signature], "sha256")
         if index is None:
             raise _no_match(self.signature_header, len(keys))
-        return VerifiedWebhook("github", index, None, incoming.headers.get(self.delivery_header))
+        return verified("github", index, None, incoming.headers.get(self.delivery_header))
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
         key = one_key(hmac_keys(outgoing.secrets), "github")
@@ -113,7 +113,7 @@ class SlackScheme:
             raise _no_match(self.signature_header, len(keys))
         # After the signature, so a stale timestamp is only reported for an authentic delivery.
         incoming.freshness.check(timestamp)
-        return VerifiedWebhook("slack", index, timestamp, None)
+        return verified("slack", index, timestamp, None)
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
         key = one_key(hmac_keys(outgoing.secrets), "slack")
@@ -148,7 +148,7 @@ class ShopifyScheme:
         index = first_match(keys, incoming.body, [signature], "sha256")
         if index is None:
             raise _no_match(self.signature_header, len(keys))
-        return VerifiedWebhook("shopify", index, None, incoming.headers.get(self.id_header))
+        return verified("shopify", index, None, incoming.headers.get(self.id_header))
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
         key = one_key(hmac_keys(outgoing.secrets), "shopify")

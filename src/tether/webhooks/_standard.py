@@ -21,7 +21,7 @@ from tether.webhooks._keys import (
     standard_key,
 )
 from tether.webhooks._options import Options
-from tether.webhooks._result import VerifiedWebhook
+from tether.webhooks._result import VerifiedWebhook, verified
 from tether.webhooks._time import parse_timestamp
 
 __all__ = ["StandardScheme"]
@@ -126,7 +126,7 @@ class StandardScheme:
                 # Checked after the signature so that a stale or early timestamp is reported
                 # only for an authentic delivery: it then means clock skew or a replay.
                 incoming.freshness.check(timestamp)
-                return VerifiedWebhook("standard", index, timestamp, msg_id)
+                return verified("standard", index, timestamp, msg_id)
         raise WebhookVerificationError(
             WebhookVerificationReason.NO_MATCHING_SIGNATURE,
             f"no signature in the {self._signature_header} header matches "

@@ -13,7 +13,7 @@ from tether._errors import WebhookVerificationError, WebhookVerificationReason
 from tether.webhooks._base import Incoming, Outgoing
 from tether.webhooks._codec import digest, first_match, from_hex
 from tether.webhooks._options import Options
-from tether.webhooks._result import VerifiedWebhook
+from tether.webhooks._result import VerifiedWebhook, verified
 from tether.webhooks._secrets import hmac_keys
 from tether.webhooks._time import parse_timestamp
 
@@ -66,7 +66,7 @@ class StripeScheme:
             )
         # After the signature, so a stale timestamp is only reported for an authentic delivery.
         incoming.freshness.check(timestamp)
-        return VerifiedWebhook("stripe", index, timestamp, None)
+        return verified("stripe", index, timestamp, None)
 
     def sign(self, outgoing: Outgoing) -> dict[str, str]:
         keys = hmac_keys(outgoing.secrets)

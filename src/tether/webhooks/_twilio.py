@@ -20,7 +20,7 @@ from tether._errors import ConfigError, WebhookVerificationError, WebhookVerific
 from tether.webhooks._base import Incoming, Outgoing
 from tether.webhooks._codec import digest, from_base64, from_hex, to_base64
 from tether.webhooks._options import Options
-from tether.webhooks._result import VerifiedWebhook
+from tether.webhooks._result import VerifiedWebhook, verified
 from tether.webhooks._secrets import hmac_keys, one_key
 
 __all__ = ["TwilioScheme"]
@@ -203,7 +203,7 @@ class TwilioScheme:
                 expected = digest(key, _signed_data(url, params), hash_name)
                 if hmac.compare_digest(expected, signature):
                     msg_id = incoming.headers.get(IDEMPOTENCY_HEADER)
-                    return VerifiedWebhook("twilio", index, None, msg_id)
+                    return verified("twilio", index, None, msg_id)
         raise WebhookVerificationError(
             WebhookVerificationReason.NO_MATCHING_SIGNATURE,
             f"the {SIGNATURE_HEADER} signature matches none of the {len(keys)} given secret(s)",
