@@ -88,6 +88,13 @@ def _reference(body: bytes) -> object:
         b"",
         b"7",
         b" 7",
+        b'\t\r\n {"a": [1, 2.5, null, true]} \n',
+        b'{"a":1} {"b":2}',
+        b'{"a":1} x',
+        b"  ",
+        b"\n",
+        b'{"type":"a"}\x00',
+        b"[" * 10 + b"]" * 10,
     ],
 )
 def test_the_parsed_body_matches_json_loads(body: bytes) -> None:
@@ -97,6 +104,25 @@ def test_the_parsed_body_matches_json_loads(body: bytes) -> None:
 
 @given(st.binary(max_size=64))
 def test_the_parsed_body_matches_json_loads_for_any_bytes(body: bytes) -> None:
+    assert _delivery(body).json() == _reference(body)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    _JSON_VALUES,
+    st.sampled_from(["", " ", "\n\t", " \r\n "]),
+    st.sampled_from(["", " ", "\n", " x", ",1"]),
+)
+def test_the_parsed_body_matches_json_loads_for_documents(
+    value: object, before: str, after: str
+) -> None:
+    body = (before + json.dumps(value, ensure_ascii=False) + after).encode()
     assert _delivery(body).json() == _reference(body)
 
 

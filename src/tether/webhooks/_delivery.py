@@ -22,12 +22,31 @@ from tether.webhooks._result import VerifiedWebhook
 __all__ = ["Extractor", "ReceivedWebhook", "body_sha256", "compile_extractor", "default_extractors"]
 
 _UNPARSED: Any = object()
+_SCAN = json.JSONDecoder().scan_once
+_SPACE = " \t\n\r"
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text) for a str, calling its C scanner without the two Python layers above it.
+
+    Raises:
+        ValueError: `text` is not one JSON document (blank space around it allowed).
+    """
+    start = len(text) - len(text.lstrip(_SPACE)) if text[:1] in _SPACE else 0
+    try:
+        document, end = _SCAN(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text) and text[end:].strip(_SPACE):
+        raise ValueError("extra data after the JSON document")
+    return document
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class ReceivedWebhook:
     """One received request that passed verification, as `id_from`/`type_from` see it."""
 
-    __slots__ = ("_json", "body", "content_type", "headers", "source", "verified")
+    __slots__ = ("_headers", "_json", "_make_headers", "body", "content_type", "source", "verified")
 
     def __init__(
         self,
@@ -39,13 +58,49 @@ class ReceivedWebhook:
         verified: VerifiedWebhook,
     ) -> None:
         self.source = source
-        #: The request headers; lookups are case-insensitive.
-        self.headers = headers
+        self._headers: Mapping[str, str] | None = headers
+        self._make_headers: Callable[[], Mapping[str, str]] | None = None
         self.body = body
         #: The media type, lower-cased and without parameters, e.g. "application/json".
         self.content_type = content_type
         self.verified = verified
         self._json: Any = _UNPARSED
+
+    @classmethod
+    def lazy(
+        cls,
+        *,
+        source: str,
+        headers: Callable[[], Mapping[str, str]],
+        body: bytes,
+        content_type: str,
+        verified: VerifiedWebhook,
+    ) -> ReceivedWebhook:
+        """One whose header mapping is made by `headers()` if an extractor asks for it.
+
+        Most sources never read headers this way (their ids come from the verification), so
+        the receiver does not build a framework's header object for every delivery.
+        """
+        delivery = cls(
+            source=source,
+            headers=_NO_HEADERS,
+            body=body,
+            content_type=content_type,
+            verified=verified,
+        )
+        delivery._headers = None
+        delivery._make_headers = headers
+        return delivery
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The request headers; lookups are case-insensitive."""
+        headers = self._headers
+        if headers is None:
+            make = self._make_headers
+            headers = self._headers = make() if make is not None else _NO_HEADERS
+            self._make_headers = None
+        return headers
 
     def json(self) -> Any:
         """The body parsed as JSON, or None when it is not JSON; parsed at most once."""
@@ -56,7 +111,7 @@ class ReceivedWebhook:
                 # non-NUL byte has no BOM and cannot be UTF-16/32, which is all json.loads would
                 # sniff the bytes for, so it is decoded here without the sniffing.
                 if len(body) > 1 and 0 < body[0] < 0x80 and body[1]:
-                    self._json = json.loads(body.decode("utf-8", "surrogatepass"))
+                    self._json = _loads(body.decode("utf-8", "surrogatepass"))
                 else:
                     self._json = json.loads(body)
             except ValueError:  # includes UnicodeDecodeError
