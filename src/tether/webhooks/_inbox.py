@@ -28,7 +28,7 @@ from tether._clock import Clock, SystemClock
 from tether._errors import ConfigError, WebhookVerificationError
 from tether._redact import REDACTED, SENSITIVE_HEADERS
 from tether.stores import InboxStore, NewEvent, StoreError, open_inbox_store
-from tether.stores._inbox import MAX_EVENT_ID
+from tether.stores._inbox import MAX_EVENT_ID, new_event
 from tether.webhooks._api import SCHEMES, prepare_verifier, verify
 from tether.webhooks._delivery import (
     Extractor,
@@ -38,7 +38,7 @@ from tether.webhooks._delivery import (
     default_extractors,
 )
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, HandlerFunc, Handlers
-from tether.webhooks._headers import HeaderView, fold
+from tether.webhooks._headers import HeaderView
 from tether.webhooks._secrets import Secrets, unwrap_secrets
 
 if TYPE_CHECKING:
@@ -191,14 +191,22 @@ def _decode_headers(
     The stored copy keeps every header in order, for audit and re-verification, except the
     credentials a proxy or sender added.
     """
-    lowered: list[tuple[str, str]] = []
+    # fold() written out in the loop: the first value of each name, and every value of the few
+    # names sent more than once.
+    first: dict[str, str] = {}
+    repeats: dict[str, list[str]] | None = None
     stored: list[tuple[str, str]] = []
     for name_bytes, value_bytes in raw:
         name, key, secret = _NAMES.get(name_bytes) or _header_name(name_bytes)
         value = value_bytes.decode("latin-1")
-        lowered.append((key, value))
+        if key in first:
+            if repeats is None:
+                repeats = {}
+            repeats.setdefault(key, [first[key]]).append(value)
+        else:
+            first[key] = value
         stored.append((name, REDACTED if secret else value))
-    return HeaderView.of_folded(*fold(lowered)), tuple(stored)
+    return HeaderView.of_folded(first, repeats), tuple(stored)
 
 
 def _clean_id(found: str | None, delivery: ReceivedWebhook) -> str:
@@ -234,6 +242,16 @@ async def _respond(
 
 _ACCEPTED = b'{"status":"accepted"}'
 _DUPLICATE = b'{"status":"duplicate"}'
+# The two answers almost every delivery gets, their headers spelled once. Each response still
+# gets its own list and messages: middleware may change them in place.
+_ACCEPTED_HEADERS = (
+    (b"content-length", str(len(_ACCEPTED)).encode()),
+    (b"content-type", b"application/json"),
+)
+_DUPLICATE_HEADERS = (
+    (b"content-length", str(len(_DUPLICATE)).encode()),
+    (b"content-type", b"application/json"),
+)
 _TOO_LARGE = b'{"error":"payload too large"}'
 _UNSUPPORTED = b'{"error":"unsupported content type"}'
 _BAD_LENGTH = b'{"error":"invalid content-length"}'
@@ -326,7 +344,12 @@ class _Receiver:
             logger.error("could not store a %s webhook: %s", self.source.name, exc)  # noqa: TRY400
             await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", b"5")])
             return
-        await _respond(send, 200, _DUPLICATE if row_id is None else _ACCEPTED)
+        if row_id is None:
+            answer, answer_headers = _DUPLICATE, _DUPLICATE_HEADERS
+        else:
+            answer, answer_headers = _ACCEPTED, _ACCEPTED_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": list(answer_headers)})
+        await send({"type": "http.response.body", "body": answer})
 
     def _check(
         self,
@@ -339,26 +362,29 @@ class _Receiver:
         """The event to store, or the (status, body, content type) to answer instead."""
         inbox = self._inbox
         source = self.source
+        # One clock read: the time verified against is the time the delivery was received.
+        now = inbox.clock.time()
         try:
-            verified = self._verify(headers, body, inbox.clock.time())
+            verified = self._verify(headers, body, now)
         except WebhookVerificationError as exc:
             # The sender learns nothing about why; the operator does.
             logger.warning("rejected a %s webhook: %s", source.name, exc.reason.value)
             return 401, b"", b""
-        delivery = ReceivedWebhook(
+        headers_type = self._headers_type
+        delivery = ReceivedWebhook.lazy(
             source=source.name,
-            headers=self._headers_type(scope=scope),
+            headers=lambda: headers_type(scope=scope),
             body=body,
             content_type=media,
             verified=verified,
         )
         if source.scheme == "slack" and (challenge := _slack_challenge(delivery)) is not None:
             return 200, challenge, b"text/plain"
-        return NewEvent(
+        return new_event(
             source=source.name,
             event_id=_clean_id(self._extract(self._id_from, delivery, "id_from"), delivery),
             event_type=_clean_type(self._extract(self._type_from, delivery, "type_from")),
-            received_at=inbox.clock.time(),
+            received_at=now,
             headers=stored,
             body=body,
             scheme=verified.scheme,
