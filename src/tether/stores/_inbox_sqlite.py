@@ -83,6 +83,16 @@ def _call(conn: sqlite3.Connection, run: Callable[[sqlite3.Connection], object])
 _Outcome = tuple[_Job, object, BaseException | None]
 
 
+def _settle(job: _Job, result: object, error: BaseException | None) -> None:
+    future = job.future
+    if future.done():  # the caller gave up (a client disconnect cancels it)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 def _fsync_directory(path: Path) -> None:
     # A new database or WAL file is durable only once its directory entry is.
     with contextlib.suppress(OSError):
@@ -140,9 +150,16 @@ class SQLiteInboxStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING"
         )
 
-        # Made once: a delivery queues only its row, not a closure of its own.
+        # Made once: a delivery queues only its row, not a closure of its own. One cursor serves
+        # every insert on a connection, rather than a new one per delivery.
+        cursors: dict[sqlite3.Connection, sqlite3.Cursor] = {}
+
         def insert(conn: sqlite3.Connection, row: tuple[object, ...]) -> int | None:
-            cursor = conn.execute(insert_sql, row)
+            cursor = cursors.get(conn)
+            if cursor is None:
+                cursors.clear()  # a reopened store has a new connection
+                cursor = cursors[conn] = conn.cursor()
+            cursor.execute(insert_sql, row)
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
         self._insert = insert
@@ -265,20 +282,16 @@ class SQLiteInboxStore:
                 self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))
             ]
             for job, result, error in await self._run_batch(batch):
-                if job.future.done():  # the caller gave up (a client disconnect cancels it)
-                    continue
-                if error is not None:
-                    job.future.set_exception(error)
-                else:
-                    job.future.set_result(result)
+                _settle(job, result, error)
 
     async def _run_batch(self, batch: list[_Job]) -> list[_Outcome]:
+        """Runs `batch`; the outcomes of jobs not already settled, which the caller settles."""
         conn = self._conn
         if conn is None:
             error = StoreError("the inbox store is closed")
             return [(job, None, error) for job in batch]
         writes = [job for job in batch if job.writes]
-        reads = [job for job in batch if not job.writes]
+        reads = [job for job in batch if not job.writes] if len(writes) < len(batch) else []
         outcomes: list[_Outcome] = []
         if writes:
             try:
@@ -292,13 +305,20 @@ class SQLiteInboxStore:
                         outcomes.append((job, None, _wrap(exc)))
                     else:
                         outcomes.append((job, result, None))
+                done = [result for job, result, error in outcomes if job.insert and error is None]
+                if done:
+                    self.stats.record_batch(len(done), sum(1 for r in done if r is not None))
             else:
-                outcomes.extend(
-                    (job, result, None) for job, result in zip(writes, results, strict=True)
-                )
-            done = [result for job, result, error in outcomes if job.insert and error is None]
-            if done:
-                self.stats.record_batch(len(done), sum(1 for r in done if r is not None))
+                # The common case, settled here in one pass rather than through outcome tuples.
+                size = stored = 0
+                for job, result in zip(writes, results, strict=True):
+                    if job.insert:
+                        size += 1
+                        if result is not None:
+                            stored += 1
+                    _settle(job, result, None)
+                if size:
+                    self.stats.record_batch(size, stored)
         for job in reads:
             try:
                 outcomes.append((job, job.run(conn, job.arg), None))
