@@ -375,3 +375,37 @@ async def test_sqlite_gives_up_on_a_lock_held_past_busy_timeout(tmp_path: Path) 
             other.execute("ROLLBACK")
             other.close()
         assert await store.add(new_event()) is not None
+
+
+async def test_sqlite_counts_and_purges_from_indexes_not_table_scans(tmp_path: Path) -> None:
+    """Counting and purging read indexes; the one for finished events holds only those."""
+    path = tmp_path / "plans.db"
+    async with stores.SQLiteInboxStore(path) as store:
+        first = await store.add(new_event(event_id="evt_a"))
+        await store.add(new_event(event_id="evt_b"))
+        (lease,) = await store.claim(now=T0 + 1, limit=1, lease=LEASE)
+        await store.complete(lease, status=EventStatus.DELIVERED, handled=(), now=T0 + 2)
+        counts = await store.counts()
+        assert counts[EventStatus.PENDING] == 1
+        assert counts[EventStatus.DELIVERED] == 1
+        assert lease.event.id == first
+    conn = sqlite3.connect(path)
+    try:
+        finished = conn.execute(
+            "SELECT count(*) FROM tether_inbox INDEXED BY tether_inbox_received "
+            "WHERE status <> 'pending'"
+        ).fetchone()[0]
+        assert finished == 1
+        for sql in (
+            "SELECT 'pending', count(*) FROM tether_inbox WHERE status = 'pending' UNION ALL "
+            "SELECT status, count(*) FROM tether_inbox WHERE status <> 'pending' GROUP BY status",
+            "DELETE FROM tether_inbox WHERE status IN ('delivered', 'dead') "
+            "AND status <> 'pending' AND received_at < 1",
+        ):
+            steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+            reads = [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+            # "SCAN tether_inbox" alone would be a full table scan.
+            assert reads, steps
+            assert all("USING" in step and "INDEX" in step for step in reads), steps
+    finally:
+        conn.close()
