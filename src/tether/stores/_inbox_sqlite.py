@@ -21,10 +21,11 @@ import collections
 import contextlib
 import json
 import os
+import queue
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +84,59 @@ def _call(conn: sqlite3.Connection, run: Callable[[sqlite3.Connection], object])
 _Outcome = tuple[_Job, object, BaseException | None]
 
 
+class _Thread:
+    """The store's own thread: runs calls one at a time, in order, and hands back the outcomes.
+
+    A commit costs one C queue put in, and one call_soon_threadsafe out. run_in_executor on a
+    ThreadPoolExecutor does the same job in several times the Python code (its work item, a
+    concurrent future with its condition, the asyncio future chained to it), once per commit.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self._loop = loop
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # A daemon: a store nobody closed must not keep the process alive. Nothing is lost if
+        # one dies mid-commit; that delivery was not acknowledged.
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def call(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._calls.put((fn, args, future))
+        return future
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        calls = self._calls
+        while (call := calls.get()) is not None:
+            fn, args, future = call
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the caller, who raises it
+                error = exc
+            try:
+                self._loop.call_soon_threadsafe(_resolve, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for this any more
+                return
+            # Holds nothing while it waits for the next call.
+            del call, fn, args, future, result, error
+
+
+_Call = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]"]
+
+
+def _resolve(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 def _settle(job: _Job, result: object, error: BaseException | None) -> None:
     future = job.future
     if future.done():  # the caller gave up (a client disconnect cancels it)
@@ -138,7 +192,7 @@ class SQLiteInboxStore:
         self._pending: collections.deque[_Job] = collections.deque()
         self._wake = asyncio.Event()
         self._conn: sqlite3.Connection | None = None
-        self._io: ThreadPoolExecutor | None = None
+        self._io: _Thread | None = None
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
@@ -178,7 +232,7 @@ class SQLiteInboxStore:
             if self._closed:
                 raise StoreError("this store was closed; make a new one")
             self._loop = asyncio.get_running_loop()
-            self._io = ThreadPoolExecutor(1, thread_name_prefix="tether-inbox-sqlite")
+            self._io = _Thread(self._loop, "tether-inbox-sqlite")
             try:
                 self._conn = await self._in_thread(self._connect)
                 await self._in_thread(self._create_schema)
@@ -207,9 +261,9 @@ class SQLiteInboxStore:
         io, self._io = self._io, None
         if conn is not None and io is not None:
             with contextlib.suppress(sqlite3.Error):
-                await asyncio.get_running_loop().run_in_executor(io, conn.close)
+                await io.call(conn.close)
         if io is not None:
-            io.shutdown(wait=False)
+            io.stop()
 
     async def __aenter__(self) -> SQLiteInboxStore:
         await self.open()
@@ -224,7 +278,7 @@ class SQLiteInboxStore:
         if self._io is None:
             raise StoreError("the inbox store is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+            return await self._io.call(fn, *args)
         except sqlite3.Error as exc:
             raise _wrap(exc) from None
 
