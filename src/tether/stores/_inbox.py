@@ -313,17 +313,22 @@ def check_identifier(name: str, what: str) -> str:
     return name
 
 
-#: JSON templates for header lists, by their names: '[["host","%s"],["user-agent","%s"]]'.
-#: A sender's headers come in the same order on every delivery, so one entry serves them all.
-_TEMPLATES: dict[tuple[str, ...], str] = {}
+#: Header lists as JSON, by their names: the text around the values, e.g. for host and accept
+#: ['[["host","', "", '"],["accept","', "", '"]]'], values going in the gaps. A sender's headers
+#: come in the same order on every delivery, so one entry serves them all.
+_TEMPLATES: dict[tuple[str, ...], list[str]] = {}
 _MAX_TEMPLATES = 256
+#: The bytes JSON leaves as they are: printable ASCII but the quote and the backslash.
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
 
 
-def _template(names: tuple[str, ...]) -> str:
+def _template(names: tuple[str, ...]) -> list[str]:
     template = _TEMPLATES.get(names)
     if template is None:
-        quoted = (_quote(name).replace("%", "%%") for name in names)
-        template = "[" + ",".join(["[" + name + ',"%s"]' for name in quoted]) + "]"
+        template = []
+        for index, name in enumerate(names):
+            template += [("[[" if index == 0 else '"],[') + _quote(name) + ',"', ""]
+        template.append('"]]')
         if len(_TEMPLATES) < _MAX_TEMPLATES:
             _TEMPLATES[names] = template
     return template
@@ -333,15 +338,18 @@ def encode_headers(headers: Sequence[tuple[str, str]]) -> str:
     """What json.dumps(headers, separators=(",", ":")) gives, with less work per delivery.
 
     Header values are almost always printable ASCII without quotes or backslashes, which JSON
-    leaves as they are: those are formatted into a template made once per sequence of names.
-    Anything else is escaped value by value with json's own C escaper.
+    leaves as they are: those go into a template made once per sequence of names. Anything
+    else is escaped value by value with json's own C escaper.
     """
     if not headers:
         return "[]"
     names, values = zip(*headers, strict=True)
     joined = "".join(values)
-    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
-        return _template(names) % values
+    # isascii() is a flag check; deleting every plain byte leaves nothing only if all are plain.
+    if joined.isascii() and not joined.encode("ascii").translate(None, _PLAIN):
+        parts = _template(names).copy()
+        parts[1::2] = values
+        return "".join(parts)
     return (
         "["
         + ",".join(["[" + _quote(name) + "," + _quote(value) + "]" for name, value in headers])
