@@ -65,15 +65,15 @@ class ReceivedWebhook:
         Most sources never read headers this way (their ids come from the verification), so
         the receiver does not build a framework's header object for every delivery.
         """
-        delivery = cls(
-            source=source,
-            headers=_NO_HEADERS,
-            body=body,
-            content_type=content_type,
-            verified=verified,
-        )
+        # Not through __init__: this runs for every delivery, and keyword calls cost.
+        delivery = cls.__new__(cls)
+        delivery.source = source
         delivery._headers = None
         delivery._make_headers = headers
+        delivery.body = body
+        delivery.content_type = content_type
+        delivery.verified = verified
+        delivery._json = _UNPARSED
         return delivery
 
     @property

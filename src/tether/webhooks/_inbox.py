@@ -312,10 +312,18 @@ class _Receiver:
         if not self._any_type and media not in self._accepted:
             await _respond(send, 415, _UNSUPPORTED)
             return
-        try:
-            body = await self._read(receive)
-        except _Disconnected:
-            return  # the client went away before its body arrived: there is nobody to answer
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            # The whole body in one message, as servers hand over a small one.
+            body: bytes | None = message.get("body", b"")
+            if body is not None and len(body) > self._limit:
+                body = None
+        else:
+            try:
+                body = await self._read(receive, message)
+            except _Disconnected:
+                return  # the client went away before its body arrived: there is nobody to answer
+        del message
         if body is None:
             await _respond(send, 413, _TOO_LARGE)
             return
@@ -407,12 +415,12 @@ class _Receiver:
             return None
         return found if isinstance(found, str) else None
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The body, or None when it outgrows the limit (a chunked body has no length)."""
+    async def _read(self, receive: Receive, message: Message) -> bytes | None:
+        """The body from `message` on, or None when it outgrows the limit (a chunked body has
+        no length)."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Disconnected
             chunk = message.get("body", b"")
@@ -422,6 +430,7 @@ class _Receiver:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+            message = await receive()
 
 
 def _slack_challenge(delivery: ReceivedWebhook) -> bytes | None:
