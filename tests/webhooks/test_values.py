@@ -8,7 +8,8 @@ import pytest
 
 from tether.stores import NewEvent
 from tether.stores._inbox import new_event
-from tether.webhooks import ReceivedWebhook, VerifiedWebhook
+from tether.webhooks import VerifiedWebhook
+from tether.webhooks._delivery import lazy_delivery
 from tether.webhooks._result import verified
 
 
@@ -49,7 +50,7 @@ def test_lazy_headers_are_made_once_and_only_when_read() -> None:
         calls.append(1)
         return {"x-id": "42"}
 
-    delivery = ReceivedWebhook.lazy(
+    delivery = lazy_delivery(
         source="s",
         headers=make,
         body=b"{}",

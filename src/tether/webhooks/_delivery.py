@@ -50,32 +50,6 @@ class ReceivedWebhook:
         self.verified = verified
         self._json: Any = _UNPARSED
 
-    @classmethod
-    def lazy(
-        cls,
-        *,
-        source: str,
-        headers: Callable[[], Mapping[str, str]],
-        body: bytes,
-        content_type: str,
-        verified: VerifiedWebhook,
-    ) -> ReceivedWebhook:
-        """One whose header mapping is made by `headers()` if an extractor asks for it.
-
-        Most sources never read headers this way (their ids come from the verification), so
-        the receiver does not build a framework's header object for every delivery.
-        """
-        # Not through __init__: this runs for every delivery, and keyword calls cost.
-        delivery = cls.__new__(cls)
-        delivery.source = source
-        delivery._headers = None
-        delivery._make_headers = headers
-        delivery.body = body
-        delivery.content_type = content_type
-        delivery.verified = verified
-        delivery._json = _UNPARSED
-        return delivery
-
     @property
     def headers(self) -> Mapping[str, str]:
         """The request headers; lookups are case-insensitive."""
@@ -111,6 +85,31 @@ class ReceivedWebhook:
 
     def __repr__(self) -> str:
         return f"ReceivedWebhook(source={self.source!r}, bytes={len(self.body)})"
+
+
+def lazy_delivery(
+    *,
+    source: str,
+    headers: Callable[[], Mapping[str, str]],
+    body: bytes,
+    content_type: str,
+    verified: VerifiedWebhook,
+) -> ReceivedWebhook:
+    """A `ReceivedWebhook` whose header mapping `headers()` makes if an extractor reads it.
+
+    Most sources never read headers this way (their ids come from the verification), so the
+    receiver does not build a framework's header object for every delivery.
+    """
+    # Not through __init__: this runs for every delivery, and keyword calls cost.
+    delivery = ReceivedWebhook.__new__(ReceivedWebhook)
+    delivery.source = source
+    delivery._headers = None
+    delivery._make_headers = headers
+    delivery.body = body
+    delivery.content_type = content_type
+    delivery.verified = verified
+    delivery._json = _UNPARSED
+    return delivery
 
 
 Extractor = Callable[[ReceivedWebhook], str | None]

@@ -36,6 +36,7 @@ from tether.webhooks._delivery import (
     body_sha256,
     compile_extractor,
     default_extractors,
+    lazy_delivery,
 )
 from tether.webhooks._dispatch import Dispatcher, DispatchPolicy, HandlerFunc, Handlers
 from tether.webhooks._headers import HeaderView
@@ -379,7 +380,7 @@ class _Receiver:
             logger.warning("rejected a %s webhook: %s", source.name, exc.reason.value)
             return 401, b"", b""
         headers_type = self._headers_type
-        delivery = ReceivedWebhook.lazy(
+        delivery = lazy_delivery(
             source=source.name,
             headers=lambda: headers_type(scope=scope),
             body=body,
