@@ -10,7 +10,10 @@ route on SQLite, its collector set up as `tether serve` sets it) runs under
 switched on for exactly the measured requests of one route, then off, and the counters are
 dumped; all threads of the server count (the SQLite commit thread too), the load generator
 (another process) does not. The ratio of instructions, durable over plain, is what a
-CPU-bound server's throughput ratio tends to on a quiet machine: 1.25 means about 0.8.
+CPU-bound server's throughput ratio would tend to if instructions were all a request cost:
+1.25 would mean 0.8. The kernel's share (the WAL writes, the fsync, the commit thread's
+wakeups) is not counted, and it is larger for the durable route, so bench_inbox.py's ratio
+comes out lower.
 
 Under callgrind the server runs some 50 times slower while the load generator does not, so
 each commit carries close to all 64 requests in flight: per-commit costs weigh less here
