@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic_core import from_json
@@ -24,7 +25,7 @@ from tether.webhooks._result import VerifiedWebhook
 __all__ = ["Extractor", "ReceivedWebhook", "body_sha256", "compile_extractor", "default_extractors"]
 
 _UNPARSED: Any = object()
-_NO_HEADERS: Mapping[str, str] = {}
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class ReceivedWebhook:
