@@ -129,17 +129,7 @@ _Call = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]"]
 
 
 def _resolve(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
-    if future.done():  # its caller was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _settle(job: _Job, result: object, error: BaseException | None) -> None:
-    future = job.future
-    if future.done():  # the caller gave up (a client disconnect cancels it)
+    if future.done():  # its caller gave up (a client disconnect cancels it)
         return
     if error is not None:
         future.set_exception(error)
@@ -336,7 +326,7 @@ class SQLiteInboxStore:
                 self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))
             ]
             for job, result, error in await self._run_batch(batch):
-                _settle(job, result, error)
+                _resolve(job.future, result, error)
 
     async def _run_batch(self, batch: list[_Job]) -> list[_Outcome]:
         """Runs `batch`; the outcomes of jobs not already settled, which the caller settles."""
@@ -370,7 +360,7 @@ class SQLiteInboxStore:
                         size += 1
                         if result is not None:
                             stored += 1
-                    _settle(job, result, None)
+                    _resolve(job.future, result, None)
                 if size:
                     self.stats.record_batch(size, stored)
         for job in reads:
