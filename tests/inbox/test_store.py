@@ -103,6 +103,58 @@ async def test_the_same_event_twice_in_one_commit_is_stored_once(
     assert (await store.counts())[EventStatus.PENDING] == 1
 
 
+async def _assert_ids_name_their_events(
+    store: stores.InboxStore, wanted: list[str], ids: list[int | None]
+) -> None:
+    """Each id add() returned is the row of the event it was asked to store."""
+    for event_id, row_id in zip(wanted, ids, strict=True):
+        if row_id is not None:
+            event = await store.get(row_id)
+            assert event is not None
+            assert event.event_id == event_id
+
+
+async def test_one_commit_mixing_new_stored_and_repeated_deliveries(
+    store: stores.InboxStore,
+) -> None:
+    """In one commit, new events get their own ids, stored ones and repeats are duplicates."""
+    stored = [await store.add(new_event(f"old_{i}")) for i in range(3)]
+    wanted = ["new_0", "old_1", "new_1", "new_0", "old_2", "new_2", "new_1"]
+    ids = await asyncio.gather(*(store.add(new_event(e)) for e in wanted))
+    assert [i is not None for i in ids] == [True, False, True, False, False, True, False]
+    assert None not in stored
+    assert len({i for i in ids if i is not None} | set(stored)) == 6
+    await _assert_ids_name_their_events(store, wanted, ids)
+    assert (await store.counts())[EventStatus.PENDING] == 6
+
+
+async def test_a_commit_of_hundreds_of_deliveries_with_repeats_far_apart(
+    store: stores.InboxStore,
+) -> None:
+    """A commit larger than one statement carries: a repeat hundreds of rows later is caught."""
+    wanted = [f"evt_{i % 250}" for i in range(400)]
+    ids = await asyncio.gather(*(store.add(new_event(e)) for e in wanted))
+    assert all(i is not None for i in ids[:250])
+    assert all(i is None for i in ids[250:])
+    assert store.stats.largest_batch > 128
+    await _assert_ids_name_their_events(store, wanted, ids)
+
+
+async def test_ids_stay_right_after_the_newest_events_were_purged(
+    store: stores.InboxStore,
+) -> None:
+    """Ids never come back after a purge, and each one still names its own event."""
+    first = await store.add(new_event("evt_a"))
+    (lease,) = await store.claim(now=T0 + 1, limit=1, lease=LEASE)
+    await store.complete(lease, status=EventStatus.DELIVERED, handled=(), now=T0 + 2)
+    assert await store.purge(before=T0 + 10, statuses=[EventStatus.DELIVERED]) == 1
+    wanted = [f"evt_{i}" for i in range(40)]
+    ids = await asyncio.gather(*(store.add(new_event(e, received_at=T0 + 20)) for e in wanted))
+    assert first is not None
+    assert all(i is not None and i > first for i in ids)
+    await _assert_ids_name_their_events(store, wanted, ids)
+
+
 async def test_committed_events_survive_a_new_store_instance(
     store_factory: StoreFactory,
 ) -> None:
@@ -409,3 +461,37 @@ async def test_sqlite_counts_and_purges_from_indexes_not_table_scans(tmp_path: P
             assert all("USING" in step and "INDEX" in step for step in reads), steps
     finally:
         conn.close()
+
+
+async def test_sqlite_stores_a_commit_of_deliveries_as_one_statement(tmp_path: Path) -> None:
+    """Deliveries that share a commit are one INSERT in autocommit mode, not a transaction of
+    one INSERT per row: each statement costs the event loop a GIL hand-over."""
+    statements: list[str] = []
+    async with stores.SQLiteInboxStore(tmp_path / "one.db") as store:
+        await store.add(new_event("evt_first"))
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        ids = await asyncio.gather(*(store.add(new_event(f"evt_{i}")) for i in range(50)))
+        store._conn.set_trace_callback(None)
+    assert None not in ids
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 1
+    assert inserts[0].count("(source, event_id)") == 1  # the conflict target, once
+    assert not [s for s in statements if s.startswith(("BEGIN", "COMMIT"))]
+
+
+async def test_a_delivery_sqlite_rejects_fails_alone(tmp_path: Path) -> None:
+    """A row SQLite refuses fails only its own delivery, not the ones that shared its commit."""
+    async with stores.SQLiteInboxStore(tmp_path / "refuse.db") as store:
+        bad = new_event("evt_bad")
+        object.__setattr__(bad, "body", None)  # violates NOT NULL, as a broken caller would
+        outcomes = await asyncio.gather(
+            store.add(new_event("good_1")),
+            store.add(bad),
+            store.add(new_event("good_2")),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], int)
+        assert isinstance(outcomes[1], stores.StoreError)
+        assert isinstance(outcomes[2], int)
+        assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}

@@ -5,12 +5,17 @@ everything queued, runs it in one transaction and commits once, so every deliver
 while the previous commit was being fsync'd shares the next fsync. A caller's future resolves
 only after its commit returned, which is what lets the receiver answer 2xx.
 
-The statements themselves run on the event loop: they only touch SQLite's page cache and take
-microseconds. The COMMIT (the WAL write and its fsync) and any wait for another process's write
-lock run on a thread of their own, which holds no lock Python code needs while SQLite works, so
-the event loop keeps serving requests meanwhile. Running every statement on that thread
-instead costs more than it saves: the two threads then fight over the GIL on every delivery.
-"""
+A batch of nothing but new deliveries (the receiver's hot path) is one multi-row INSERT, run on
+a thread of the store's own in autocommit mode: SQLite inserts every row, writes the WAL and
+fsyncs it inside one sqlite3_step, during which Python's GIL is released, so the event loop keeps
+serving requests while SQLite does all of the work. One statement matters: the sqlite3 module
+releases and retakes the GIL around every step, and while the event loop is busy, retaking it
+can wait out the interpreter's switch interval (5 ms), so a statement per row, or a RETURNING
+clause read row by row, would make a commit wait once per delivery.
+
+Other batches (the dispatcher's claims and completions, a mix of both) run their statements on
+the event loop, where they only touch SQLite's page cache and take microseconds; their COMMIT
+and any wait for another process's write lock run on the store's thread."""
 
 # ruff: noqa: S608 - table and schema names pass check_identifier; every value is bound
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -48,6 +54,10 @@ from tether.stores._inbox import event_from_row as _event
 __all__ = ["SQLiteInboxStore"]
 
 T = TypeVar("T")
+
+#: The most deliveries one INSERT statement carries. The statement is prepared once per row
+#: count and kept in the connection's statement cache, which is sized to hold all of them.
+_ROWS_PER_STATEMENT = 128
 
 #: How many of the earliest pending events next_due() looks at.
 _DUE_WINDOW = 1000
@@ -188,11 +198,12 @@ class SQLiteInboxStore:
         self._opening = asyncio.Lock()
         self._stopping = False
         self._closed = False
-        insert_sql = (
+        self._insert_head = (
             f"INSERT INTO {self.table} (source, event_id, event_type, received_at, "
-            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING"
+            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) VALUES "
         )
+        self._insert_sqls: dict[int, str] = {}
+        insert_sql = self._insert_sql(1)
 
         # Made once: a delivery queues only its row, not a closure of its own. One cursor serves
         # every insert on a connection, rather than a new one per delivery.
@@ -207,6 +218,81 @@ class SQLiteInboxStore:
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
         self._insert = insert
+
+    def _insert_sql(self, rows: int) -> str:
+        """The INSERT of `rows` deliveries in one statement; a duplicate (source, event_id) is
+        skipped, whether it is already stored or earlier in the same statement."""
+        sql = self._insert_sqls.get(rows)
+        if sql is None:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+            sql = f"{self._insert_head}{values} ON CONFLICT (source, event_id) DO NOTHING"
+            self._insert_sqls[rows] = sql
+        return sql
+
+    def _insert_rows(
+        self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]
+    ) -> list[int | None]:
+        """Stores `rows` durably, on the store's thread; each row's new id, None for a duplicate.
+
+        Up to _ROWS_PER_STATEMENT rows are one statement in autocommit mode: the inserts, the WAL
+        write and the fsync all happen inside one sqlite3_step, with the GIL released. More rows
+        take one explicit transaction of several such statements. Raises sqlite3.Error, with
+        nothing written, if the write lock is busy (timeout 0) or SQLite refuses a row; the
+        caller then takes the ordinary path, which waits for the lock and isolates the row.
+        """
+        cursor = conn.cursor()
+        if len(rows) <= _ROWS_PER_STATEMENT:
+            cursor.execute(self._insert_sql(len(rows)), list(itertools.chain.from_iterable(rows)))
+            return self._new_ids(conn, cursor, rows)
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            ids: list[int | None] = []
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start : start + _ROWS_PER_STATEMENT]
+                cursor.execute(
+                    self._insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk))
+                )
+                ids += self._new_ids(conn, cursor, chunk)
+            cursor.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    def _new_ids(
+        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, rows: list[tuple[object, ...]]
+    ) -> list[int | None]:
+        """Which of `rows`, just inserted by `cursor`'s one statement, are new, and their ids."""
+        stored, last = cursor.rowcount, cursor.lastrowid
+        if stored == len(rows) and last is not None:
+            # Every row is new. AUTOINCREMENT gave them consecutive ids in the order of the
+            # VALUES list, the last of which SQLite reports.
+            return list(range(last - stored + 1, last + 1))
+        if stored <= 0 or last is None:
+            return [None] * len(rows)
+        # Some were duplicates (rare). A skipped row still uses up an id, so the ids have gaps:
+        # look the keys up. AUTOINCREMENT never gives out an id twice, so the rows this statement
+        # stored are the `stored` highest ids found, at most `last`; a key repeated within the
+        # statement was stored by its first occurrence.
+        keys = list(dict.fromkeys((row[0], row[1]) for row in rows))
+        values = ", ".join(["(?, ?)"] * len(keys))
+        sql = (
+            f"SELECT t.source, t.event_id, t.id FROM (VALUES {values}) AS k "
+            f"CROSS JOIN {self.table} AS t ON t.source = k.column1 AND t.event_id = k.column2"
+        )
+        found = {(s, e): i for s, e, i in conn.execute(sql, list(itertools.chain(*keys)))}
+        new = set(sorted(i for i in found.values() if i <= last)[-stored:])
+        ids: list[int | None] = []
+        for row in rows:
+            key = (row[0], row[1])
+            ident = found.get(key)
+            if ident in new:
+                new.discard(ident)
+                ids.append(ident)
+            else:
+                ids.append(None)
+        return ids
 
     def __repr__(self) -> str:
         return f"SQLiteInboxStore(path={self.path!r}, table={self.table!r})"
@@ -275,7 +361,13 @@ class SQLiteInboxStore:
     def _connect(self) -> sqlite3.Connection:
         # timeout=0: a statement on the event loop must never wait for a lock; waits happen
         # on the store's thread (see _begin).
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            timeout=0,
+            check_same_thread=False,
+            cached_statements=_ROWS_PER_STATEMENT + 64,
+        )
         mode = "wal"
         if self.path != ":memory:":
             mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
@@ -328,6 +420,16 @@ class SQLiteInboxStore:
             for job, result, error in await self._run_batch(batch):
                 _resolve(job.future, result, error)
 
+    async def _write(self, conn: sqlite3.Connection, writes: list[_Job]) -> Sequence[object]:
+        """Runs `writes` in one durable commit: deliveries alone as one statement on the store's
+        thread, anything else as a transaction on the event loop."""
+        io = self._io
+        if io is not None and all(job.insert for job in writes):
+            rows = [job.arg for job in writes]
+            with contextlib.suppress(sqlite3.Error):  # nothing was written: see _insert_rows
+                return await io.call(self._insert_rows, conn, rows)
+        return await self._transaction(conn, writes)
+
     async def _run_batch(self, batch: list[_Job]) -> list[_Outcome]:
         """Runs `batch`; the outcomes of jobs not already settled, which the caller settles."""
         conn = self._conn
@@ -339,7 +441,7 @@ class SQLiteInboxStore:
         outcomes: list[_Outcome] = []
         if writes:
             try:
-                results = await self._transaction(conn, writes)
+                results = await self._write(conn, writes)
             except Exception:
                 # One bad operation must not fail the deliveries that shared its commit.
                 for job in writes:
