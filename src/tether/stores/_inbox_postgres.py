@@ -46,12 +46,35 @@ logger = logging.getLogger("tether.stores.inbox")
 _DUE_WINDOW = 1000
 _CONNECT_TIMEOUT = 10.0
 _COMMAND_TIMEOUT = 30.0
+#: The most deliveries one INSERT statement carries (ten parameters each; PostgreSQL allows
+#: 65 535). A larger batch is several statements in one transaction.
+_ROWS_PER_STATEMENT = 128
 
 
 @dataclass(slots=True)
 class _Pending:
     event: NewEvent
     future: asyncio.Future[int | None]
+
+
+def _parameters(batch: list[_Pending]) -> list[object]:
+    """The batch's rows, flattened in the order of _insert_sql's placeholders."""
+    values: list[object] = []
+    for item in batch:
+        e = item.event
+        values += (
+            e.source,
+            e.event_id,
+            e.event_type,
+            e.received_at,
+            encode_headers(e.headers),
+            e.body,
+            e.scheme,
+            e.secret_index,
+            e.signed_at,
+            e.msg_id,
+        )
+    return values
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -93,6 +116,7 @@ class PostgresInboxStore:
         self.max_batch = max_batch
         self.stats = StoreStats()
         self._qualified = f"{self.schema}.{self.table}"
+        self._insert_sqls: dict[int, str] = {}
         self._pool: Any = None
         self._pending: collections.deque[_Pending] = collections.deque()
         self._wake = asyncio.Event()
@@ -129,6 +153,8 @@ class PostgresInboxStore:
                     # Every wait is bounded: connecting, and each statement.
                     timeout=_CONNECT_TIMEOUT,
                     command_timeout=_COMMAND_TIMEOUT,
+                    # Room for the INSERT of every row count up to _ROWS_PER_STATEMENT.
+                    statement_cache_size=_ROWS_PER_STATEMENT + 100,
                     server_settings={
                         # A commit that returned must be on disk: that is what a 2xx promises.
                         "synchronous_commit": "on",
@@ -226,18 +252,32 @@ class PostgresInboxStore:
 
     # -- group commit ----------------------------------------------------------------------------
 
-    def _insert_sql(self) -> str:
-        return (
-            f"INSERT INTO {self._qualified} (source, event_id, event_type, received_at, "
-            "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
-            "SELECT s, e, t, r, r, h, b, sc, si, sa, m FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::float8[], $5::text[], $6::bytea[], $7::text[], $8::int4[], "
-            "$9::int8[], $10::text[]) AS u(s, e, t, r, h, b, sc, si, sa, m) "
-            "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id"
-        )
+    def _insert_sql(self, rows: int) -> str:
+        """The INSERT of `rows` deliveries in one statement; a duplicate (source, event_id) is
+        skipped, whether it is already stored or earlier in the same statement.
+
+        A VALUES list of scalar parameters rather than unnest() over one array per column:
+        asyncpg checks every element of an array parameter for nesting with isinstance() against
+        collections.abc, which cost more than the rest of encoding the batch. asyncpg prepares
+        each row count once and keeps it in its statement cache.
+        """
+        sql = self._insert_sqls.get(rows)
+        if sql is None:
+            values = ", ".join(
+                "(${0}, ${1}, ${2}, ${3}, ${3}, ${4}, ${5}, ${6}, ${7}, ${8}, ${9})".format(
+                    *range(n * 10 + 1, n * 10 + 11)
+                )
+                for n in range(rows)
+            )
+            sql = self._insert_sqls[rows] = (
+                f"INSERT INTO {self._qualified} (source, event_id, event_type, received_at, "
+                "next_attempt_at, headers, body, scheme, secret_index, signed_at, msg_id) "
+                f"VALUES {values} ON CONFLICT (source, event_id) DO NOTHING "
+                "RETURNING id, source, event_id"
+            )
+        return sql
 
     async def _write_loop(self) -> None:
-        sql = self._insert_sql()
         while True:
             if not self._pending:
                 if self._stopping:
@@ -249,7 +289,7 @@ class PostgresInboxStore:
                 batch = [
                     self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))
                 ]
-                failure = await self._insert(sql, batch)
+                failure = await self._insert(batch)
                 if failure is None:
                     continue
                 if len(batch) == 1:
@@ -258,28 +298,24 @@ class PostgresInboxStore:
                     continue
                 # One bad delivery must not fail the others that shared its commit.
                 for item in batch:
-                    failure = await self._insert(sql, [item])
+                    failure = await self._insert([item])
                     if failure is not None and not item.future.done():
                         item.future.set_exception(failure)
 
-    async def _insert(self, sql: str, batch: list[_Pending]) -> BaseException | None:
+    async def _insert(self, batch: list[_Pending]) -> BaseException | None:
         """Insert `batch` in one commit and settle its futures; the failure, if any."""
-        events = [item.event for item in batch]
         try:
             async with self._connection() as conn:
-                rows = await conn.fetch(
-                    sql,
-                    [e.source for e in events],
-                    [e.event_id for e in events],
-                    [e.event_type for e in events],
-                    [e.received_at for e in events],
-                    [encode_headers(e.headers) for e in events],
-                    [e.body for e in events],
-                    [e.scheme for e in events],
-                    [e.secret_index for e in events],
-                    [e.signed_at for e in events],
-                    [e.msg_id for e in events],
-                )
+                if len(batch) <= _ROWS_PER_STATEMENT:
+                    rows = await conn.fetch(self._insert_sql(len(batch)), *_parameters(batch))
+                else:
+                    rows = []
+                    async with conn.transaction():
+                        for start in range(0, len(batch), _ROWS_PER_STATEMENT):
+                            chunk = batch[start : start + _ROWS_PER_STATEMENT]
+                            rows += await conn.fetch(
+                                self._insert_sql(len(chunk)), *_parameters(chunk)
+                            )
         except Exception as exc:
             return (
                 exc

@@ -98,7 +98,7 @@ class _Database(PostgresInboxStore):
             for statement in schema_statements(self._tables, sqlite=False):
                 await conn.execute(statement)
 
-    def _insert_sql(self) -> str:
+    def _record_sql(self) -> str:
         t = self._tables
         return (
             "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int4[], "
@@ -117,12 +117,12 @@ class _Database(PostgresInboxStore):
             "AND d.status = 'pending' RETURNING d.id) SELECT id FROM u"
         )
 
-    async def _insert(self, sql: str, batch: list[Any]) -> BaseException | None:
+    async def _insert(self, batch: list[Any]) -> BaseException | None:
         done: list[_Delivered] = [item.event for item in batch]
         try:
             async with self._connection() as conn:
                 rows = await conn.fetch(
-                    sql,
+                    self._record_sql(),
                     [x.lease.delivery.id for x in done],
                     [x.lease.delivery.msg_id for x in done],
                     [x.lease.delivery.endpoint_id for x in done],
