@@ -495,3 +495,36 @@ async def test_a_delivery_sqlite_rejects_fails_alone(tmp_path: Path) -> None:
         assert isinstance(outcomes[1], stores.StoreError)
         assert isinstance(outcomes[2], int)
         assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}
+
+
+async def test_postgres_keeps_pending_deliveries_out_of_the_finished_index(tmp_path: Path) -> None:
+    """Storing a delivery touches no index for finished events; purge and counts still work."""
+    from .conftest import drop_schema, postgres_dsn
+
+    dsn = await postgres_dsn()
+    schema = "tether_test_idx_" + str(abs(hash(str(tmp_path))))[:8]
+    store = stores.PostgresInboxStore(dsn, schema=schema)
+    try:
+        await store.open()
+        await store.add(new_event("evt_a"))
+        await store.add(new_event("evt_b"))
+        (lease,) = await store.claim(now=T0 + 1, limit=1, lease=LEASE)
+        await store.complete(lease, status=EventStatus.DELIVERED, handled=(), now=T0 + 2)
+        counts = await store.counts()
+        assert (counts[EventStatus.PENDING], counts[EventStatus.DELIVERED]) == (1, 1)
+        assert await store.purge(before=T0 + 10, statuses=[EventStatus.DELIVERED]) == 1
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            definition = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                schema,
+                "tether_inbox_received",
+            )
+        finally:
+            await conn.close()
+        assert "WHERE (status <> 'pending'" in definition
+    finally:
+        await store.close()
+        await drop_schema(dsn, schema)

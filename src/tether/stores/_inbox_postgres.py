@@ -234,8 +234,11 @@ class PostgresInboxStore:
                 f"CREATE INDEX IF NOT EXISTS {self.table}_due ON {q} (next_attempt_at, id) "
                 "WHERE status = 'pending'"
             )
+            # Purges and counts of finished events use it. Partial, so that storing a delivery
+            # (always pending) does not touch it: a row enters it once, when it is finished.
             await conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self.table}_received ON {q} (status, received_at)"
+                f"CREATE INDEX IF NOT EXISTS {self.table}_received ON {q} (status, received_at) "
+                "WHERE status <> 'pending'"
             )
 
     @contextlib.asynccontextmanager
@@ -475,8 +478,11 @@ class PostgresInboxStore:
 
     async def counts(self) -> dict[EventStatus, int]:
         async with self._connection() as conn:
+            # Pending rows are counted in the due index, finished ones in the received one.
             rows = await conn.fetch(
-                f"SELECT status, count(*) FROM {self._qualified} GROUP BY status"
+                f"SELECT 'pending', count(*) FROM {self._qualified} WHERE status = 'pending' "
+                f"UNION ALL SELECT status, count(*) FROM {self._qualified} "
+                "WHERE status <> 'pending' GROUP BY status"
             )
         found = {EventStatus(row[0]): int(row[1]) for row in rows}
         return {status: found.get(status, 0) for status in EventStatus}
@@ -531,7 +537,11 @@ class PostgresInboxStore:
         chosen = finished_statuses(statuses)
         if not chosen:
             return 0
-        sql = f"DELETE FROM {self._qualified} WHERE status = ANY($1::text[]) AND received_at < $2"
+        # `status <> 'pending'` is implied by the list, and spelled out so the partial index serves.
+        sql = (
+            f"DELETE FROM {self._qualified} WHERE status = ANY($1::text[]) "
+            "AND status <> 'pending' AND received_at < $2"
+        )
         params: list[object] = [list(chosen), before]
         if source is not None:
             sql += " AND source = $3"
