@@ -8,7 +8,8 @@ only after its commit returned, which is what lets the receiver answer 2xx.
 A batch of nothing but new deliveries (the receiver's hot path) is one multi-row INSERT, run on
 a thread of the store's own in autocommit mode: SQLite inserts every row, writes the WAL and
 fsyncs it inside one sqlite3_step, during which Python's GIL is released, so the event loop keeps
-serving requests while SQLite does all of the work. One statement matters: the sqlite3 module
+serving requests while SQLite does all of the work. (Past _ROWS_PER_STATEMENT rows, a batch is
+several such statements in one explicit transaction.) One statement matters: the sqlite3 module
 releases and retakes the GIL around every step, and while the event loop is busy, retaking it
 can wait out the interpreter's switch interval (5 ms), so a statement per row, or a RETURNING
 clause read row by row, would make a commit wait once per delivery.
@@ -239,6 +240,8 @@ class SQLiteInboxStore:
         take one explicit transaction of several such statements. Raises sqlite3.Error, with
         nothing written, if the write lock is busy (timeout 0) or SQLite refuses a row; the
         caller then takes the ordinary path, which waits for the lock and isolates the row.
+        (Should the lookup of duplicates fail after a single statement committed, the ordinary
+        path finds every row stored and reports them as duplicates: kept, never lost.)
         """
         cursor = conn.cursor()
         if len(rows) <= _ROWS_PER_STATEMENT:
