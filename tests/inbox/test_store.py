@@ -480,6 +480,30 @@ async def test_sqlite_stores_a_commit_of_deliveries_as_one_statement(tmp_path: P
     assert not [s for s in statements if s.startswith(("BEGIN", "COMMIT"))]
 
 
+async def test_sqlite_stores_deliveries_as_one_statement_beside_the_dispatchers_writes(
+    tmp_path: Path,
+) -> None:
+    """Deliveries queued with a completion still go in as one INSERT, committed before it."""
+    statements: list[str] = []
+    async with stores.SQLiteInboxStore(tmp_path / "mixed.db") as store:
+        await store.add(new_event("evt_first"))
+        (lease,) = await store.claim(now=T0 + 1, limit=1, lease=LEASE)
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        *ids, completed = await asyncio.gather(
+            *(store.add(new_event(f"evt_{i}")) for i in range(20)),
+            store.complete(lease, status=EventStatus.DELIVERED, handled=(), now=T0 + 2),
+        )
+        store._conn.set_trace_callback(None)
+        assert completed is True
+        assert None not in ids
+        await _assert_ids_name_their_events(store, [f"evt_{i}" for i in range(20)], ids)
+        counts = await store.counts()
+        assert (counts[EventStatus.PENDING], counts[EventStatus.DELIVERED]) == (20, 1)
+    writes = [s.split()[0] for s in statements if s.split()[0] in ("INSERT", "UPDATE", "BEGIN")]
+    assert writes == ["INSERT", "BEGIN", "UPDATE"]
+
+
 async def test_a_delivery_sqlite_rejects_fails_alone(tmp_path: Path) -> None:
     """A row SQLite refuses fails only its own delivery, not the ones that shared its commit."""
     async with stores.SQLiteInboxStore(tmp_path / "refuse.db") as store:

@@ -14,9 +14,10 @@ releases and retakes the GIL around every step, and while the event loop is busy
 can wait out the interpreter's switch interval (5 ms), so a statement per row, or a RETURNING
 clause read row by row, would make a commit wait once per delivery.
 
-Other batches (the dispatcher's claims and completions, a mix of both) run their statements on
-the event loop, where they only touch SQLite's page cache and take microseconds; their COMMIT
-and any wait for another process's write lock run on the store's thread."""
+The other writes (the dispatcher's claims and completions, the CLI's replays and purges) run
+their statements on the event loop, where they only touch SQLite's page cache and take
+microseconds; their COMMIT and any wait for another process's write lock run on the store's
+thread. A batch holding both commits its deliveries first, then the rest: two commits."""
 
 # ruff: noqa: S608 - table and schema names pass check_identifier; every value is bound
 
@@ -433,6 +434,39 @@ class SQLiteInboxStore:
                 return await io.call(self._insert_rows, conn, rows)
         return await self._transaction(conn, writes)
 
+    async def _write_group(
+        self, conn: sqlite3.Connection, writes: list[_Job], outcomes: list[_Outcome]
+    ) -> None:
+        """Commits `writes` together and settles them; where one fails, runs each alone and
+        leaves the outcomes in `outcomes` for the caller to settle."""
+        try:
+            results = await self._write(conn, writes)
+        except Exception:
+            # One bad operation must not fail the deliveries that shared its commit.
+            alone: list[_Outcome] = []
+            for job in writes:
+                try:
+                    (result,) = await self._transaction(conn, [job])
+                except Exception as exc:
+                    alone.append((job, None, _wrap(exc)))
+                else:
+                    alone.append((job, result, None))
+            done = [result for job, result, error in alone if job.insert and error is None]
+            if done:
+                self.stats.record_batch(len(done), sum(1 for r in done if r is not None))
+            outcomes += alone
+            return
+        # The common case, settled here in one pass rather than through outcome tuples.
+        size = stored = 0
+        for job, result in zip(writes, results, strict=True):
+            if job.insert:
+                size += 1
+                if result is not None:
+                    stored += 1
+            _resolve(job.future, result, None)
+        if size:
+            self.stats.record_batch(size, stored)
+
     async def _run_batch(self, batch: list[_Job]) -> list[_Outcome]:
         """Runs `batch`; the outcomes of jobs not already settled, which the caller settles."""
         conn = self._conn
@@ -443,31 +477,16 @@ class SQLiteInboxStore:
         reads = [job for job in batch if not job.writes] if len(writes) < len(batch) else []
         outcomes: list[_Outcome] = []
         if writes:
-            try:
-                results = await self._write(conn, writes)
-            except Exception:
-                # One bad operation must not fail the deliveries that shared its commit.
-                for job in writes:
-                    try:
-                        (result,) = await self._transaction(conn, [job])
-                    except Exception as exc:
-                        outcomes.append((job, None, _wrap(exc)))
-                    else:
-                        outcomes.append((job, result, None))
-                done = [result for job, result, error in outcomes if job.insert and error is None]
-                if done:
-                    self.stats.record_batch(len(done), sum(1 for r in done if r is not None))
+            inserts = [job for job in writes if job.insert]
+            if inserts and len(inserts) < len(writes) and self._io is not None:
+                # Deliveries first, as one statement on the store's thread (see _write), then
+                # the other writes in a transaction of their own. Nothing queued together
+                # depends on their order: the other writes touch events stored earlier.
+                groups = [inserts, [job for job in writes if not job.insert]]
             else:
-                # The common case, settled here in one pass rather than through outcome tuples.
-                size = stored = 0
-                for job, result in zip(writes, results, strict=True):
-                    if job.insert:
-                        size += 1
-                        if result is not None:
-                            stored += 1
-                    _resolve(job.future, result, None)
-                if size:
-                    self.stats.record_batch(size, stored)
+                groups = [writes]
+            for group in groups:
+                await self._write_group(conn, group, outcomes)
         for job in reads:
             try:
                 outcomes.append((job, job.run(conn, job.arg), None))
