@@ -2,7 +2,7 @@
 
 One command, one run, ratios printed:
 
-    python bench/bench_inbox.py             # 8 pairs of 4 000-request measurements per store
+    python bench/bench_inbox.py             # 8 pairs of 3-second measurements per store
     python bench/bench_inbox.py --quick     # a smoke run
 
 The receiver runs under uvicorn in its own process on a loopback port, with h11 and asyncio as
@@ -10,8 +10,12 @@ The receiver runs under uvicorn in its own process on a loopback port, with h11 
 server answers two routes: `/plain`, a Starlette endpoint that reads the body and answers 200,
 and `/hooks`, the inbox route that checks size and content type, verifies a Standard Webhooks
 signature, commits the delivery to the store with fsync (group commit) and only then answers
-200. The load generator is aiohttp with bounded concurrency and a bounded count, every request
-pre-signed with a unique id. Stores: SQLite (WAL, synchronous=FULL) and PostgreSQL
+200. The load generator is wrk (`apt-get install wrk`) when it is on the PATH: one thread, 64
+connections, a fixed duration, every request signed beforehand with an id of its own and
+handed to wrk by a Lua script. Without wrk it is aiohttp with the same concurrency and a fixed
+count (`--load aiohttp` chooses it): aiohttp spends about as much CPU per request as the
+server does, on the same two cores, so it squeezes the durable route's store thread and
+PostgreSQL more than wrk does. Stores: SQLite (WAL, synchronous=FULL) and PostgreSQL
 (synchronous_commit=on) when reachable; SQLite once more with group commit off (one commit per
 delivery) to show what batching buys.
 
@@ -33,6 +37,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -138,6 +144,8 @@ class Result:
     server_cpu_us: float = 0.0
     #: Young-generation garbage collections in the server per thousand requests.
     gc_per_1000: float = 0.0
+    #: Requests answered in the measurement.
+    count: int = 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -193,6 +201,82 @@ async def drive(url: str, prepared: list[tuple[bytes, dict[str, str]]], concurre
         p50_ms=latencies[len(latencies) // 2] * 1000,
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         errors=errors,
+        count=len(prepared),
+    )
+
+
+# wrk sends each connection's next request from this list, in turn: every one pre-signed, with
+# an id of its own. It never wraps around (drive_wrk checks), so no request is a duplicate.
+_WRK_SCRIPT = """
+local requests = {}
+local sent = 0
+init = function(args)
+  local file = assert(io.open(args[1], "rb"))
+  local data = file:read("*a")
+  file:close()
+  for one in string.gmatch(data, "([^%z]+)%z") do requests[#requests + 1] = one end
+end
+request = function()
+  sent = sent + 1
+  return requests[((sent - 1) % #requests) + 1]
+end
+"""
+_WRK_LATENCY = re.compile(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_requests(run: str, count: int, path: str, host: str) -> bytes:
+    """`count` signed requests to `path`, as raw HTTP/1.1, each ended by a NUL for the script."""
+    out = bytearray()
+    for body, headers in requests_for(run, count):
+        head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        out += ("\r\n".join(head) + "\r\n\r\n").encode() + body + b"\0"
+    return bytes(out)
+
+
+async def drive_wrk(
+    url: str, requests_file: Path, prepared: int, args: argparse.Namespace
+) -> Result:
+    """wrk on one thread, `args.concurrency` connections, for `args.duration` seconds."""
+    script = requests_file.with_suffix(".lua")
+    script.write_text(_WRK_SCRIPT)
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t1",
+        f"-c{args.concurrency}",
+        f"-d{args.duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(requests_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    text = out.decode()
+    total = re.search(r"(\d+) requests in", text)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if proc.returncode != 0 or total is None or rate is None:
+        raise SystemExit(f"wrk failed: {err.decode().strip() or text}")
+    if int(total.group(1)) > prepared:
+        raise SystemExit(
+            f"wrk sent {total.group(1)} requests but {prepared} were prepared, so some were "
+            "duplicates: raise --max-rate"
+        )
+    latency = {
+        m.group(1): float(m.group(2)) * _WRK_UNITS[m.group(3)] for m in _WRK_LATENCY.finditer(text)
+    }
+    failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    socket_errors = re.search(r"Socket errors:.*", text)
+    return Result(
+        rate=float(rate.group(1)),
+        p50_ms=latency.get("50", 0.0),
+        p99_ms=latency.get("99", 0.0),
+        errors=(int(failed.group(1)) if failed else 0) + (1 if socket_errors else 0),
+        count=int(total.group(1)),
     )
 
 
@@ -247,15 +331,29 @@ async def measure(
     label: str, store: str, schema: str, max_batch: int, args: argparse.Namespace
 ) -> tuple[Result, Result, dict[str, int]]:
     run = uuid.uuid4().hex[:8]
-    with server(store, schema, max_batch, args.gc) as (base, pid):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        server(store, schema, max_batch, args.gc) as (base, pid),
+    ):
+        host = base.removeprefix("http://")
 
-        async def timed(path: str, prepared: list[tuple[bytes, dict[str, str]]]) -> Result:
+        async def timed(path: str, tag: str) -> Result:
+            # The requests are signed before the measurement, not during it.
+            if args.load == "wrk":
+                prepared = int(args.duration * args.max_rate)
+                requests_file = Path(tmp) / "requests"
+                requests_file.write_bytes(wrk_requests(f"{run}{tag}", prepared, path, host))
+            else:
+                signed = requests_for(f"{run}{tag}", args.requests)
             collections = (await stats(base))["gc"]
             before = cpu_seconds(pid)
-            result = await drive(base + path, prepared, args.concurrency)
-            result.server_cpu_us = (cpu_seconds(pid) - before) / len(prepared) * 1e6
+            if args.load == "wrk":
+                result = await drive_wrk(base + path, requests_file, prepared, args)
+            else:
+                result = await drive(base + path, signed, args.concurrency)
+            result.server_cpu_us = (cpu_seconds(pid) - before) / max(1, result.count) * 1e6
             collections = (await stats(base))["gc"] - collections
-            result.gc_per_1000 = collections * 1000 / len(prepared)
+            result.gc_per_1000 = collections * 1000 / max(1, result.count)
             return result
 
         warm = requests_for(f"{run}w", args.warmup)
@@ -265,16 +363,14 @@ async def measure(
         best_inbox: Result | None = None
         ratios: list[float] = []
         for round_ in range(args.rounds):
-            plain_requests = requests_for(f"{run}p{round_}", args.requests)
-            durable_requests = requests_for(f"{run}d{round_}", args.requests)
             # Alternate which route goes first, so a drift in the machine's speed favours
             # neither.
             if round_ % 2 == 0:
-                plain = await timed("/plain", plain_requests)
-                durable = await timed("/hooks", durable_requests)
+                plain = await timed("/plain", f"p{round_}")
+                durable = await timed("/hooks", f"d{round_}")
             else:
-                durable = await timed("/hooks", durable_requests)
-                plain = await timed("/plain", plain_requests)
+                durable = await timed("/hooks", f"d{round_}")
+                plain = await timed("/plain", f"p{round_}")
             if durable.errors or plain.errors:
                 raise SystemExit(f"{label}: {durable.errors + plain.errors} non-200 answers")
             ratios.append(durable.rate / plain.rate)
@@ -320,8 +416,12 @@ async def drop_schema(dsn: str, schema: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.load == "wrk":
+        load = f"wrk, {args.duration} s per measurement"
+    else:
+        load = f"aiohttp, {args.requests} requests per measurement"
     print(
-        f"{args.requests} requests per measurement, {args.concurrency} concurrent, "
+        f"load generator {load}, {args.concurrency} concurrent, "
         f"{args.rounds} pairs of rounds (the median ratio counts), {len(PAYLOAD)}-byte body, "
         f"{os.cpu_count()} CPUs shared by server and load generator; server collector: "
         + ("as `tether serve` sets it" if args.gc == "serving" else "CPython's defaults")
@@ -370,7 +470,23 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument(
+        "--load",
+        choices=("auto", "wrk", "aiohttp"),
+        default="auto",
+        help="the load generator: wrk (C, light) when on the PATH, else aiohttp (Python, which "
+        "takes about as much CPU per request as the server)",
+    )
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement, with wrk")
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=15_000,
+        help="requests per second to sign ahead of each wrk measurement",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=4000, help="requests per measurement, with aiohttp"
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=8, help="pairs of measurements")
     parser.add_argument("--warmup", type=int, default=1000)
@@ -392,4 +508,9 @@ if __name__ == "__main__":
     else:
         if arguments.quick:
             arguments.requests, arguments.rounds, arguments.warmup = 2000, 1, 200
+            arguments.duration = 1
+        if arguments.load == "auto":
+            arguments.load = "wrk" if shutil.which("wrk") else "aiohttp"
+        elif arguments.load == "wrk" and not shutil.which("wrk"):
+            parser.error("wrk is not on the PATH (apt-get install wrk)")
         asyncio.run(main(arguments))
