@@ -198,8 +198,10 @@ def test_local_policy_survives_an_outage_and_recovers(private_redis: PrivateRedi
     )
     assert 429 not in [what for _, what in records]
     assert rate(before, 1.5) >= FLOOR * N
-    # Local pacing: 4 processes x 20 % of 97/s = 78/s.
-    assert 0.65 * N <= rate(during, 1.0) <= 0.85 * N
+    # Local pacing: 4 processes x 20 % of 97/s = 78/s, and quiet runs give 66 to 78. The
+    # ceiling is the safety property (the shares never add up to more than N). The floor only
+    # checks that sending goes on: it is loose because a run on a busy CI machine gave 49.
+    assert 0.45 * N <= rate(during, 1.0) <= 0.85 * N
     assert rate(after, 1.0) >= FLOOR * N
 
 
