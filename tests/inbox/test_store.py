@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -373,28 +375,39 @@ def test_open_inbox_store_understands_paths_and_urls() -> None:
         stores.SQLiteInboxStore("x.db", table="inbox; DROP TABLE x")
 
 
-async def test_a_delivery_postgres_rejects_fails_alone(tmp_path: object) -> None:
-    """A row the database refuses (a NUL in text) fails only its own delivery in the batch."""
+@contextlib.asynccontextmanager
+async def _postgres_store(tmp_path: object, tag: str) -> AsyncIterator[stores.PostgresInboxStore]:
+    """An open PostgreSQL store in a schema of its own, dropped afterwards."""
     from .conftest import drop_schema, postgres_dsn
 
     dsn = await postgres_dsn()
-    schema = "tether_test_nul_" + str(abs(hash(str(tmp_path))))[:8]
+    schema = f"tether_test_{tag}_" + str(abs(hash(str(tmp_path))))[:8]
     store = stores.PostgresInboxStore(dsn, schema=schema)
     try:
         await store.open()
-        outcomes = await asyncio.gather(
-            store.add(new_event("good_1")),
-            store.add(new_event("bad\x00id")),
-            store.add(new_event("good_2")),
-            return_exceptions=True,
-        )
-        assert isinstance(outcomes[0], int)
-        assert isinstance(outcomes[1], stores.StoreError)
-        assert isinstance(outcomes[2], int)
-        assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}
+        yield store
     finally:
         await store.close()
         await drop_schema(dsn, schema)
+
+
+async def _assert_the_refused_delivery_fails_alone(store: stores.InboxStore, bad: NewEvent) -> None:
+    outcomes = await asyncio.gather(
+        store.add(new_event("good_1")),
+        store.add(bad),
+        store.add(new_event("good_2")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], int)
+    assert isinstance(outcomes[1], stores.StoreError)
+    assert isinstance(outcomes[2], int)
+    assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}
+
+
+async def test_a_delivery_postgres_rejects_fails_alone(tmp_path: object) -> None:
+    """A row the database refuses (a NUL in text) fails only its own delivery in the batch."""
+    async with _postgres_store(tmp_path, "nul") as store:
+        await _assert_the_refused_delivery_fails_alone(store, new_event("bad\x00id"))
 
 
 async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
@@ -509,27 +522,14 @@ async def test_a_delivery_sqlite_rejects_fails_alone(tmp_path: Path) -> None:
     async with stores.SQLiteInboxStore(tmp_path / "refuse.db") as store:
         bad = new_event("evt_bad")
         object.__setattr__(bad, "body", None)  # violates NOT NULL, as a broken caller would
-        outcomes = await asyncio.gather(
-            store.add(new_event("good_1")),
-            store.add(bad),
-            store.add(new_event("good_2")),
-            return_exceptions=True,
-        )
-        assert isinstance(outcomes[0], int)
-        assert isinstance(outcomes[1], stores.StoreError)
-        assert isinstance(outcomes[2], int)
-        assert {e.event_id for e in await store.list()} == {"good_1", "good_2"}
+        await _assert_the_refused_delivery_fails_alone(store, bad)
 
 
 async def test_postgres_keeps_pending_deliveries_out_of_the_finished_index(tmp_path: Path) -> None:
     """Storing a delivery touches no index for finished events; purge and counts still work."""
-    from .conftest import drop_schema, postgres_dsn
+    import asyncpg
 
-    dsn = await postgres_dsn()
-    schema = "tether_test_idx_" + str(abs(hash(str(tmp_path))))[:8]
-    store = stores.PostgresInboxStore(dsn, schema=schema)
-    try:
-        await store.open()
+    async with _postgres_store(tmp_path, "idx") as store:
         await store.add(new_event("evt_a"))
         await store.add(new_event("evt_b"))
         (lease,) = await store.claim(now=T0 + 1, limit=1, lease=LEASE)
@@ -537,18 +537,13 @@ async def test_postgres_keeps_pending_deliveries_out_of_the_finished_index(tmp_p
         counts = await store.counts()
         assert (counts[EventStatus.PENDING], counts[EventStatus.DELIVERED]) == (1, 1)
         assert await store.purge(before=T0 + 10, statuses=[EventStatus.DELIVERED]) == 1
-        import asyncpg
-
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(store._dsn)
         try:
             definition = await conn.fetchval(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
-                schema,
+                store.schema,
                 "tether_inbox_received",
             )
         finally:
             await conn.close()
         assert "WHERE (status <> 'pending'" in definition
-    finally:
-        await store.close()
-        await drop_schema(dsn, schema)
