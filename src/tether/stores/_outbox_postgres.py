@@ -82,6 +82,7 @@ class _Database(PostgresInboxStore):
             dsn, schema=schema, table=tables.prefix, min_size=min_size, max_size=max_size
         )
         self._tables = tables
+        self._record = self._record_sql()
 
     async def _create_schema(self, conn: Any) -> None:
         async with conn.transaction():
@@ -122,7 +123,7 @@ class _Database(PostgresInboxStore):
         try:
             async with self._connection() as conn:
                 rows = await conn.fetch(
-                    self._record_sql(),
+                    self._record,
                     [x.lease.delivery.id for x in done],
                     [x.lease.delivery.msg_id for x in done],
                     [x.lease.delivery.endpoint_id for x in done],
