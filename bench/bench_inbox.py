@@ -142,16 +142,21 @@ class Result:
     errors: int
     #: CPU seconds the server process (all its threads) spent per request, in microseconds.
     server_cpu_us: float = 0.0
+    #: The same for the event loop's thread alone (the process's main thread), which is the
+    #: one that runs out of CPU first.
+    loop_cpu_us: float = 0.0
     #: Young-generation garbage collections in the server per thousand requests.
     gc_per_1000: float = 0.0
     #: Requests answered in the measurement.
     count: int = 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far (Linux /proc)."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of process `pid`, or of its thread `thread`, so far (Linux
+    /proc)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -348,12 +353,14 @@ async def measure(
             else:
                 signed = requests_for(f"{run}{tag}", args.requests)
             collections = (await stats(base))["gc"]
-            before = cpu_seconds(pid)
+            before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
             if args.load == "wrk":
                 result = await drive_wrk(base + path, requests_file, prepared, args)
             else:
                 result = await drive(base + path, signed, args.concurrency)
             result.server_cpu_us = (cpu_seconds(pid) - before) / max(1, result.count) * 1e6
+            loop_seconds = cpu_seconds(pid, pid) - loop_before
+            result.loop_cpu_us = loop_seconds / max(1, result.count) * 1e6
             collections = (await stats(base))["gc"] - collections
             result.gc_per_1000 = collections * 1000 / max(1, result.count)
             return result
@@ -382,8 +389,10 @@ async def measure(
                 best_inbox = durable
             print(
                 f"  {label:<26} pair {round_ + 1}: plain {plain.rate:6.0f}/s  "
-                f"durable {durable.rate:6.0f}/s  ratio {ratios[-1]:.2f}  server CPU per request: "
-                f"plain {plain.server_cpu_us:.0f} us, durable {durable.server_cpu_us:.0f} us; "
+                f"durable {durable.rate:6.0f}/s  ratio {ratios[-1]:.2f}  server CPU per request "
+                f"(event loop's thread): plain {plain.server_cpu_us:.0f} "
+                f"({plain.loop_cpu_us:.0f}) us, durable {durable.server_cpu_us:.0f} "
+                f"({durable.loop_cpu_us:.0f}) us; "
                 f"GC per 1000: {plain.gc_per_1000:.0f}/{durable.gc_per_1000:.0f}",
                 flush=True,
             )
@@ -452,7 +461,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"{'store':<26} {'plain req/s':>11} {'durable req/s':>13} {'ratio':>6} {'best':>6} "
         f"{'plain p50/p99 ms':>17} {'durable p50/p99 ms':>19} {'CPU us/req':>11} "
-        f"{'per commit':>10}"
+        f"{'loop us/req':>11} {'per commit':>10}"
     )
     for label, plain, durable, counters in rows:
         per_commit = counters["inserted"] / max(1, counters["commits"])
@@ -460,13 +469,14 @@ async def main(args: argparse.Namespace) -> None:
             f"{label:<26} {plain.rate:11.0f} {durable.rate:13.0f} "
             f"{counters['median_ratio_x100'] / 100:6.2f} {durable.rate / plain.rate:6.2f} "
             f"{plain.p50_ms:8.2f}/{plain.p99_ms:<8.2f} {durable.p50_ms:9.2f}/{durable.p99_ms:<9.2f}"
-            f" {plain.server_cpu_us:5.0f}/{durable.server_cpu_us:<5.0f} {per_commit:10.1f}"
+            f" {plain.server_cpu_us:5.0f}/{durable.server_cpu_us:<5.0f}"
+            f" {plain.loop_cpu_us:5.0f}/{durable.loop_cpu_us:<5.0f} {per_commit:10.1f}"
         )
     print(
         "\nratio = median over the pairs of durable / plain (target >= 0.8); best = best "
         "durable round / best plain round;\nreq/s, latency and CPU us/req (server process CPU "
-        "per request, plain/durable) are from the best rounds; per commit = deliveries per "
-        "fsync'd commit"
+        "per request, plain/durable) are from the best rounds, loop us/req the same for the "
+        "event loop's thread alone;\nper commit = deliveries per fsync'd commit"
     )
 
 
